@@ -1,0 +1,158 @@
+package probe
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// LoadRequest asks the manager to load (or replace) a probe.
+type LoadRequest struct {
+	// Name of the probe; defaults to the manifest's name.
+	Name     string    `json:"name"`
+	Manifest *Manifest `json:"manifest"`
+	// Object is a compiled eBPF ELF object with BTF; Source is C source the
+	// agent compiles with clang. Exactly one is set.
+	Object []byte `json:"object,omitempty"`
+	Source []byte `json:"source,omitempty"`
+	// Attach overrides hooks: "PROGRAM=HOOK", or "HOOK" when the probe has a
+	// single program.
+	Attach []string `json:"attach,omitempty"`
+	// Iface fills network hooks that name no interface.
+	Iface string `json:"iface,omitempty"`
+	// Params override the manifest's parameters (constant name -> value).
+	Params map[string]string `json:"params,omitempty"`
+	// Origin is "builtin" or "user" (set by the agent, not the client).
+	Origin string `json:"-"`
+}
+
+// ProbeInfo describes a loaded probe.
+type ProbeInfo struct {
+	Name        string        `json:"name"`
+	Description string        `json:"description,omitempty"`
+	Origin      string        `json:"origin"`
+	LoadedAt    time.Time     `json:"loaded_at"`
+	Programs    []ProgramInfo `json:"programs"`
+	Metrics     []MetricInfo  `json:"metrics"`
+	Events      []EventInfo   `json:"events,omitempty"`
+	Params      map[string]string `json:"params,omitempty"`
+	// Swapping is true when the probe runs two instances for swap-on-read.
+	Swapping bool `json:"swapping"`
+	// Swaps counts completed swap-on-read cycles.
+	Swaps uint64 `json:"swaps"`
+	// LoadDuration is how long verification and attachment took.
+	LoadDuration time.Duration `json:"load_duration_ns"`
+}
+
+// ProgramInfo describes one attached program.
+type ProgramInfo struct {
+	Name string `json:"name"`
+	Hook string `json:"hook"`
+	Type string `json:"type"`
+	// ID is the kernel's program id (of the first instance).
+	ID uint32 `json:"id"`
+	// Mode is how it attached: "xdp-driver", "xdp-generic", "tcx",
+	// "tc-netlink", "perf-event", "raw-tracepoint", "uprobe".
+	Mode string `json:"mode"`
+	// Pivot is true when a dispatcher program switches between instances.
+	Pivot bool `json:"pivot,omitempty"`
+}
+
+// MetricInfo describes one exported metric.
+type MetricInfo struct {
+	Name        string `json:"name"`
+	Map         string `json:"map"`
+	MapType     string `json:"map_type"`
+	Type        string `json:"type"`
+	Help        string `json:"help,omitempty"`
+	KeyType     string `json:"key_type,omitempty"`
+	ValueType   string `json:"value_type,omitempty"`
+	EmptyOnRead bool   `json:"empty_on_read"`
+	SwapOnRead  bool   `json:"swap_on_read"`
+}
+
+// EventInfo describes one event stream.
+type EventInfo struct {
+	Name     string `json:"name"`
+	Map      string `json:"map"`
+	Type     string `json:"type"`
+	Received uint64 `json:"received"`
+	// Lost counts events that could not be decoded or were dropped because
+	// a subscriber was too slow.
+	Lost uint64 `json:"lost"`
+}
+
+// ReadOptions tunes a metric read.
+type ReadOptions struct {
+	// PerCPU returns per-CPU values as arrays instead of their per-field sum.
+	PerCPU bool
+}
+
+// MetricValue is one read of a metric (Dynmon's metric JSON, extended).
+type MetricValue struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Help string `json:"help,omitempty"`
+	// Timestamp is the read time in Unix nanoseconds.
+	Timestamp int64   `json:"timestamp"`
+	Value     []Entry `json:"value"`
+}
+
+// Entry is one decoded map entry. Key is absent for queues and stacks.
+type Entry struct {
+	Key   json.RawMessage `json:"key,omitempty"`
+	Value json.RawMessage `json:"value"`
+}
+
+// Event is one decoded ring-buffer record.
+type Event struct {
+	Probe  string          `json:"probe"`
+	Stream string          `json:"stream"`
+	Seq    uint64          `json:"seq"`
+	Time   int64           `json:"time"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// ErrorKind classifies errors for the API (HTTP status) and the CLI.
+type ErrorKind int
+
+const (
+	KindInvalid  ErrorKind = iota + 1 // bad request: manifest, hook, name, params (400)
+	KindNotFound                      // no such probe, metric, stream (404)
+	KindRejected                      // the kernel refused: verifier, attach (422)
+	KindInternal                      // anything else (500)
+	KindUnavailable                   // a tool or kernel feature is missing (501)
+)
+
+// Error is what the manager returns; the API renders it as
+// {"error": Msg, "detail": Detail}.
+type Error struct {
+	Kind   ErrorKind
+	Msg    string
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Detail != "" {
+		return e.Msg + ": " + e.Detail
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(kind ErrorKind, format string, args ...interface{}) *Error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Kind: kind, Msg: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// KindOf returns the kind of err, KindInternal when it carries none.
+func KindOf(err error) ErrorKind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}
