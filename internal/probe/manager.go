@@ -1,10 +1,22 @@
 package probe
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-shield/rampart/internal/btfjson"
 )
 
 // ManagerOptions configures a Manager.
@@ -15,37 +27,644 @@ type ManagerOptions struct {
 }
 
 // Manager is the only code that loads, attaches, swaps and reads BPF objects.
-type Manager struct{ opts ManagerOptions }
+type Manager struct {
+	opts ManagerOptions
+	log  *slog.Logger
 
-func NewManager(opts ManagerOptions) (*Manager, error) { return &Manager{opts: opts}, nil }
+	loadMu sync.Mutex // one load or unload at a time
+	mu     sync.RWMutex
+	probes map[string]*loaded
+	stats  managerStats
+}
 
-func (m *Manager) Close() error { return nil }
+// NewManager returns an empty manager.
+func NewManager(opts ManagerOptions) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Manager{opts: opts, log: opts.Logger, probes: map[string]*loaded{}, stats: newManagerStats()}, nil
+}
 
+// Close unloads every probe.
+func (m *Manager) Close() error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, p := range m.probes {
+		p.close()
+		delete(m.probes, name)
+	}
+	return nil
+}
+
+func (m *Manager) get(name string) (*loaded, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p := m.probes[name]
+	if p == nil {
+		return nil, errorf(KindNotFound, "probe %q is not loaded", name)
+	}
+	return p, nil
+}
+
+// Load verifies, attaches and starts serving a probe. If a probe of the same
+// name runs, the new one replaces it only once it is verified and attached;
+// on any error the old one keeps running untouched.
 func (m *Manager) Load(ctx context.Context, req LoadRequest) (ProbeInfo, error) {
-	return ProbeInfo{}, errorf(KindInternal, "not implemented")
+	start := time.Now()
+	info, err := m.load(ctx, req, start)
+	result := "ok"
+	if err != nil {
+		result = "error"
+		m.log.Warn("probe load failed", "probe", req.Name, "error", err)
+	} else {
+		m.log.Info("probe loaded", "probe", info.Name, "programs", len(info.Programs), "metrics", len(info.Metrics), "swapping", info.Swapping, "took", time.Since(start).Round(time.Microsecond))
+	}
+	m.stats.loads.WithLabelValues(result).Inc()
+	return info, err
 }
-func (m *Manager) Unload(name string) error { return errorf(KindNotFound, "probe %q is not loaded", name) }
-func (m *Manager) List() []ProbeInfo        { return nil }
+
+func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (ProbeInfo, error) {
+	if req.Origin == "" {
+		req.Origin = "user"
+	}
+	if req.Manifest == nil && req.Object == nil && req.Source == nil {
+		if m.opts.Builtin == nil {
+			return ProbeInfo{}, errorf(KindInvalid, "no manifest given and no built-in probes available")
+		}
+		man, obj, ok := m.opts.Builtin(req.Name)
+		if !ok {
+			return ProbeInfo{}, errorf(KindNotFound, "%q is not a built-in probe: give a manifest and an object or source", req.Name)
+		}
+		cp := *man
+		req.Manifest, req.Object, req.Origin = &cp, obj, "builtin"
+	}
+	if req.Manifest == nil {
+		return ProbeInfo{}, errorf(KindInvalid, "no manifest: a probe needs one to say which programs attach where and which maps to export")
+	}
+	man := *req.Manifest
+	man.Metrics = append([]Metric(nil), man.Metrics...)
+	if err := man.Validate(); err != nil {
+		return ProbeInfo{}, &Error{Kind: KindInvalid, Msg: err.Error(), Err: err}
+	}
+	if req.Name == "" {
+		req.Name = man.Name
+	}
+	if !ProbeNameRE.MatchString(req.Name) {
+		return ProbeInfo{}, errorf(KindInvalid, "probe name %q: use lower-case letters, digits, '_', '.', '-' (at most 63), starting with a letter or digit", req.Name)
+	}
+	if (req.Object == nil) == (req.Source == nil) {
+		return ProbeInfo{}, errorf(KindInvalid, "give exactly one of a compiled object or C source")
+	}
+	hooks, err := resolveHooks(&man, req.Attach, req.Iface)
+	if err != nil {
+		return ProbeInfo{}, err
+	}
+	obj := req.Object
+	if req.Source != nil {
+		if obj, err = compileSource(ctx, req.Source); err != nil {
+			return ProbeInfo{}, err
+		}
+	}
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return ProbeInfo{}, errorf(KindInvalid, "not a usable eBPF object: %v", err)
+	}
+	params, err := applyParams(spec, man.Parameters, req.Params)
+	if err != nil {
+		return ProbeInfo{}, err
+	}
+	if err := prepareSpec(spec, &man, hooks); err != nil {
+		return ProbeInfo{}, err
+	}
+
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	p, err := instantiate(req.Name, spec, &man, hooks)
+	if err != nil {
+		return ProbeInfo{}, err
+	}
+	p.origin, p.params = req.Origin, params
+	m.mu.RLock()
+	old := m.probes[req.Name]
+	m.mu.RUnlock()
+	if err := p.attachAll(old); err != nil {
+		p.close()
+		return ProbeInfo{}, err
+	}
+	p.loadedAt = time.Now()
+	p.loadDur = time.Since(start)
+	m.mu.Lock()
+	m.probes[req.Name] = p
+	m.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		old.close()
+		old.mu.Unlock()
+	}
+	return p.info(), nil
+}
+
+// resolveHooks applies the request's attach overrides and interface to the
+// manifest's hooks and checks that every target exists.
+func resolveHooks(man *Manifest, attach []string, iface string) ([]Hook, error) {
+	byProg := map[string]string{}
+	for _, a := range attach {
+		prog, hook, ok := strings.Cut(a, "=")
+		if !ok {
+			if len(man.Programs) != 1 {
+				return nil, errorf(KindInvalid, "--attach %q names no program, but the probe has %d: use PROGRAM=HOOK", a, len(man.Programs))
+			}
+			prog, hook = man.Programs[0].Name, a
+		}
+		found := false
+		for _, p := range man.Programs {
+			found = found || p.Name == prog
+		}
+		if !found {
+			return nil, errorf(KindInvalid, "--attach %q: the manifest has no program %q", a, prog)
+		}
+		byProg[prog] = hook
+	}
+	hooks := make([]Hook, len(man.Programs))
+	for i, p := range man.Programs {
+		s := p.Hook
+		if o, ok := byProg[p.Name]; ok {
+			s = o
+		}
+		h, err := ParseHook(s)
+		if err != nil {
+			return nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("program %s: %v", p.Name, err), Err: err}
+		}
+		if h.Network() && h.Target == "" {
+			h.Target = iface
+		}
+		if err := checkHookTarget(h); err != nil {
+			return nil, err
+		}
+		hooks[i] = h
+	}
+	return hooks, nil
+}
+
+// applyParams sets load-time constants: the manifest's defaults, then the
+// request's overrides. Only constants (volatile const globals) may be set.
+func applyParams(spec *ebpf.CollectionSpec, defaults map[string]interface{}, overrides map[string]string) (map[string]string, error) {
+	vals := map[string]string{}
+	for k, v := range defaults {
+		vals[k] = fmt.Sprint(v)
+	}
+	for k, v := range overrides {
+		if _, ok := defaults[k]; !ok {
+			if _, ok := spec.Variables[k]; !ok {
+				return nil, errorf(KindInvalid, "parameter %q: the object has no constant of that name (constants: %s)", k, constNames(spec))
+			}
+		}
+		vals[k] = v
+	}
+	for k, v := range vals {
+		vs, ok := spec.Variables[k]
+		if !ok || !vs.Constant() {
+			return nil, errorf(KindInvalid, "parameter %q: the object has no constant of that name; declare it as `volatile const` (constants: %s)", k, constNames(spec))
+		}
+		if err := setParam(vs, v); err != nil {
+			return nil, errorf(KindInvalid, "parameter %s=%q: %v", k, v, err)
+		}
+	}
+	return vals, nil
+}
+
+func constNames(spec *ebpf.CollectionSpec) string {
+	var names []string
+	for n, v := range spec.Variables {
+		if v.Constant() {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func setParam(vs *ebpf.VariableSpec, s string) error {
+	t := btf.UnderlyingType(vs.Type.Type)
+	size := vs.Size()
+	if b, err := strconv.ParseBool(s); err == nil && !strings.ContainsAny(s, "0123456789") {
+		if b {
+			s = "1"
+		} else {
+			s = "0"
+		}
+	}
+	signed := false
+	if it, ok := t.(*btf.Int); ok {
+		signed = it.Encoding&btf.Signed != 0
+	} else if _, ok := t.(*btf.Enum); !ok {
+		return fmt.Errorf("only integer, enum and bool constants can be set (this one is %s)", t)
+	}
+	var u uint64
+	if signed {
+		n, err := strconv.ParseInt(s, 0, int(size)*8)
+		if err != nil {
+			return fmt.Errorf("want a %d-bit signed integer", size*8)
+		}
+		u = uint64(n)
+	} else {
+		n, err := strconv.ParseUint(s, 0, int(size)*8)
+		if err != nil {
+			return fmt.Errorf("want a %d-bit unsigned integer", size*8)
+		}
+		u = n
+	}
+	switch size {
+	case 1:
+		return vs.Set(uint8(u))
+	case 2:
+		return vs.Set(uint16(u))
+	case 4:
+		return vs.Set(uint32(u))
+	case 8:
+		return vs.Set(u)
+	}
+	return fmt.Errorf("unsupported size %d", size)
+}
+
+// prepareSpec checks the manifest against the object and keeps only the
+// programs the manifest attaches.
+func prepareSpec(spec *ebpf.CollectionSpec, man *Manifest, hooks []Hook) error {
+	keep := map[string]*ebpf.ProgramSpec{}
+	for i, pr := range man.Programs {
+		ps, ok := spec.Programs[pr.Name]
+		if !ok {
+			return errorf(KindInvalid, "program %q is not in the object (it has: %s)", pr.Name, names(spec.Programs))
+		}
+		h := hooks[i]
+		if want := wantType[h.Kind]; ps.Type != want {
+			return errorf(KindInvalid, "program %s is of type %s but hook %s needs %s: put it in %s", pr.Name, ps.Type, h, want, sectionHint[h.Kind])
+		}
+		if h.Kind == HookTPBTF {
+			ps.AttachTo = h.Target
+			ps.AttachType = ebpf.AttachTraceRawTp
+		}
+		keep[pr.Name] = ps
+	}
+	spec.Programs = keep
+	for _, mt := range man.Metrics {
+		if _, ok := spec.Maps[mt.Map]; !ok {
+			return errorf(KindInvalid, "metric %s: map %q is not in the object (it has: %s)", mt.Name, mt.Map, names(spec.Maps))
+		}
+	}
+	for _, ev := range man.Events {
+		ms, ok := spec.Maps[ev.Map]
+		if !ok {
+			return errorf(KindInvalid, "event stream %s: map %q is not in the object (it has: %s)", ev.Name, ev.Map, names(spec.Maps))
+		}
+		if ms.Type != ebpf.RingBuf {
+			return errorf(KindInvalid, "event stream %s: map %s is a %s; event streams read ring buffers", ev.Name, ev.Map, ms.Type)
+		}
+	}
+	return nil
+}
+
+func names[V any](m map[string]V) string {
+	var out []string
+	for k := range m {
+		if !strings.HasPrefix(k, ".") {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+// instantiate loads the collection (the verifier runs here), a second
+// instance when metrics swap, and builds the map decoders.
+func instantiate(name string, spec *ebpf.CollectionSpec, man *Manifest, hooks []Hook) (*loaded, error) {
+	p := &loaded{name: name, manifest: man, spec: spec, hooks: hooks, metrics: map[string]*metricState{}}
+	for _, h := range hooks {
+		p.needRCU = p.needRCU || h.preemptible()
+	}
+	a, err := newCollection(spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.inst[0] = a
+	// Group metrics per map, in manifest order.
+	var mapOrder []string
+	perMap := map[string][]Metric{}
+	for _, mt := range man.Metrics {
+		if perMap[mt.Map] == nil {
+			mapOrder = append(mapOrder, mt.Map)
+		}
+		perMap[mt.Map] = append(perMap[mt.Map], mt)
+		p.order = append(p.order, mt.Name)
+	}
+	swapMaps := map[string]bool{}
+	for _, mn := range mapOrder {
+		em, err := newExportedMap(mn, spec.Maps[mn], a.Maps[mn], perMap[mn])
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.maps = append(p.maps, em)
+		for _, ms := range em.metrics {
+			p.metrics[ms.cfg.Name] = ms
+		}
+		if em.swapped {
+			swapMaps[mn] = true
+		}
+	}
+	if len(swapMaps) > 0 {
+		// The second instance shares every map but the swapped ones.
+		repl := map[string]*ebpf.Map{}
+		for mn, mp := range a.Maps {
+			if !swapMaps[mn] {
+				repl[mn] = mp
+			}
+		}
+		b, err := newCollection(spec, repl)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.inst[1] = b
+		for _, em := range p.maps {
+			if em.swapped {
+				em.maps[1] = b.Maps[em.name]
+			}
+		}
+	}
+	for _, ev := range man.Events {
+		t, err := findType(spec, ev.Type)
+		if err != nil {
+			p.close()
+			return nil, errorf(KindInvalid, "event stream %s: %v", ev.Name, err)
+		}
+		dec, err := btfjson.New(t, btfjson.Options{Formats: ev.Formats})
+		if err != nil {
+			p.close()
+			return nil, errorf(KindInvalid, "event stream %s: %v", ev.Name, err)
+		}
+		s, err := newStream(name, ev, dec, a.Maps[ev.Map])
+		if err != nil {
+			p.close()
+			return nil, errorf(KindInternal, "event stream %s: %v", ev.Name, err)
+		}
+		p.streams = append(p.streams, s)
+	}
+	return p, nil
+}
+
+func findType(spec *ebpf.CollectionSpec, name string) (btf.Type, error) {
+	if spec.Types == nil {
+		return nil, fmt.Errorf("the object has no BTF: compile with -g")
+	}
+	n := strings.TrimSpace(name)
+	var want btf.Type
+	switch {
+	case strings.HasPrefix(n, "struct "):
+		var s *btf.Struct
+		if err := spec.Types.TypeByName(strings.TrimSpace(n[len("struct "):]), &s); err != nil {
+			return nil, fmt.Errorf("type %q not found in the object's BTF (is it used by the program, or kept with a global?)", name)
+		}
+		want = s
+	case strings.HasPrefix(n, "union "):
+		var u *btf.Union
+		if err := spec.Types.TypeByName(strings.TrimSpace(n[len("union "):]), &u); err != nil {
+			return nil, fmt.Errorf("type %q not found in the object's BTF", name)
+		}
+		want = u
+	default:
+		t, err := spec.Types.AnyTypeByName(n)
+		if err != nil {
+			return nil, fmt.Errorf("type %q not found in the object's BTF", name)
+		}
+		want = t
+	}
+	return want, nil
+}
+
+// newCollection loads a collection, turning verifier rejections into errors
+// that carry the relevant tail of the verifier log.
+func newCollection(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) (*ebpf.Collection, error) {
+	c, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	if err == nil {
+		return c, nil
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		lines := ve.Log
+		if len(lines) > 25 {
+			lines = lines[len(lines)-25:]
+		}
+		return nil, &Error{Kind: KindRejected, Msg: "the kernel verifier rejected the program", Detail: strings.Join(lines, "\n"), Err: err}
+	}
+	return nil, &Error{Kind: KindRejected, Msg: "the kernel refused the object", Detail: err.Error(), Err: err}
+}
+
+// attachAll attaches every program (through a pivot when swapping). When it
+// replaces old, an XDP hook that old holds is taken over with an atomic link
+// update; every other hook is attached anew before old is detached. On
+// error everything is rolled back and old keeps running.
+func (p *loaded) attachAll(old *loaded) error {
+	type takeover struct {
+		a    *attachment
+		prev *ebpf.Program
+	}
+	var taken []takeover
+	rollback := func() {
+		for _, t := range taken {
+			t.a.update(t.prev)
+		}
+		for _, a := range p.attached {
+			if !a.taken {
+				a.Close()
+			}
+		}
+		p.attached = nil
+	}
+	for i, pr := range p.manifest.Programs {
+		h := p.hooks[i]
+		prog := p.inst[0].Programs[pr.Name]
+		target := prog
+		if p.swapping() {
+			pv, err := newPivot(pr.Name, p.spec.Programs[pr.Name])
+			if err != nil {
+				rollback()
+				return errorf(KindRejected, "%v", err)
+			}
+			p.pivots = append(p.pivots, pv)
+			if err := pv.point(prog); err != nil {
+				rollback()
+				return errorf(KindRejected, "pivot for %s: %v", pr.Name, err)
+			}
+			target = pv.prog
+		}
+		if old != nil {
+			if oa := old.attachmentAt(h); oa != nil && oa.canUpdate() {
+				prev := oa.bound
+				if err := oa.update(target); err != nil {
+					rollback()
+					return &Error{Kind: KindRejected, Msg: fmt.Sprintf("replace program on %s", h), Detail: err.Error(), Err: err}
+				}
+				taken = append(taken, takeover{oa, prev})
+				oa.taken = true
+				oa.prog = pr.Name
+				p.attached = append(p.attached, oa)
+				continue
+			}
+		}
+		a, err := attach(pr.Name, h, target)
+		if err != nil {
+			rollback()
+			return err
+		}
+		p.attached = append(p.attached, a)
+	}
+	if old != nil {
+		// The taken-over links now belong to p.
+		var keep []*attachment
+		for _, a := range old.attached {
+			if !a.taken {
+				keep = append(keep, a)
+			}
+		}
+		old.attached = keep
+	}
+	for _, a := range p.attached {
+		a.taken = false
+	}
+	return nil
+}
+
+func (p *loaded) attachmentAt(h Hook) *attachment {
+	for _, a := range p.attached {
+		if a.hook == h && !a.taken {
+			return a
+		}
+	}
+	return nil
+}
+
+// Unload detaches a probe and frees its objects.
+func (m *Manager) Unload(name string) error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	p := m.probes[name]
+	delete(m.probes, name)
+	m.mu.Unlock()
+	if p == nil {
+		return errorf(KindNotFound, "probe %q is not loaded", name)
+	}
+	p.mu.Lock()
+	p.close()
+	p.mu.Unlock()
+	m.log.Info("probe unloaded", "probe", name)
+	return nil
+}
+
+// List describes every loaded probe, sorted by name.
+func (m *Manager) List() []ProbeInfo {
+	m.mu.RLock()
+	ps := make([]*loaded, 0, len(m.probes))
+	for _, p := range m.probes {
+		ps = append(ps, p)
+	}
+	m.mu.RUnlock()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].name < ps[j].name })
+	out := make([]ProbeInfo, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.info())
+	}
+	return out
+}
+
+// Get describes one probe.
 func (m *Manager) Get(name string) (ProbeInfo, error) {
-	return ProbeInfo{}, errorf(KindNotFound, "probe %q is not loaded", name)
+	p, err := m.get(name)
+	if err != nil {
+		return ProbeInfo{}, err
+	}
+	return p.info(), nil
 }
+
+// ReadMetrics reads every metric of a probe, in manifest order.
 func (m *Manager) ReadMetrics(name string, opts ReadOptions) ([]MetricValue, error) {
-	return nil, errorf(KindNotFound, "probe %q is not loaded", name)
+	p, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MetricValue, 0, len(p.order))
+	for _, mn := range p.order {
+		v, err := p.readMetric(p.metrics[mn], opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
+
+// ReadMetric reads one metric.
 func (m *Manager) ReadMetric(name, metric string, opts ReadOptions) (MetricValue, error) {
-	return MetricValue{}, errorf(KindNotFound, "probe %q is not loaded", name)
-}
-
-// Collector exports every probe's metrics plus the manager's own.
-func (m *Manager) Collector() prometheus.Collector { return nil }
-
-// ProbeCollector exports one probe's metrics.
-func (m *Manager) ProbeCollector(name string) (prometheus.Collector, error) {
-	return nil, errorf(KindNotFound, "probe %q is not loaded", name)
+	p, err := m.get(name)
+	if err != nil {
+		return MetricValue{}, err
+	}
+	ms := p.metrics[metric]
+	if ms == nil {
+		return MetricValue{}, errorf(KindNotFound, "probe %s has no metric %q (it has: %s)", name, metric, strings.Join(p.order, ", "))
+	}
+	return p.readMetric(ms, opts)
 }
 
 // Subscribe streams decoded events of one probe's stream ("" = every stream
 // of that probe; probe "" = every probe). Call cancel when done.
-func (m *Manager) Subscribe(probe, stream string) (<-chan Event, func(), error) {
-	return nil, func() {}, errorf(KindNotFound, "no such stream")
+func (m *Manager) Subscribe(probe, streamName string) (<-chan Event, func(), error) {
+	m.mu.RLock()
+	var targets []*stream
+	for pn, p := range m.probes {
+		if probe != "" && pn != probe {
+			continue
+		}
+		for _, s := range p.streams {
+			if streamName == "" || s.cfg.Name == streamName {
+				targets = append(targets, s)
+			}
+		}
+	}
+	_, known := m.probes[probe]
+	m.mu.RUnlock()
+	if probe != "" && !known {
+		return nil, func() {}, errorf(KindNotFound, "probe %q is not loaded", probe)
+	}
+	if probe != "" && streamName != "" && len(targets) == 0 {
+		return nil, func() {}, errorf(KindNotFound, "probe %s has no event stream %q", probe, streamName)
+	}
+	ch := make(chan Event, 4096)
+	var cancels []func()
+	for _, s := range targets {
+		cancels = append(cancels, s.subscribe(ch))
+	}
+	return ch, func() {
+		for _, c := range cancels {
+			c()
+		}
+	}, nil
 }
+
+func decoderName(d *btfjson.Decoder) string {
+	if d == nil {
+		return ""
+	}
+	return d.TypeName()
+}
+
+var _ prometheus.Collector = (*probeCollector)(nil)
