@@ -1,11 +1,73 @@
 // Package probes holds the built-in probe bundles: each is a manifest plus a
 // compiled object, loaded through exactly the same path as a user probe.
+//
+// The bundles are the example probes under examples/: each example package
+// embeds its manifest.yaml and exposes its bpf2go-generated object. A
+// built-in manifest that does not parse is a build defect: init panics.
 package probes
 
-import "github.com/rampart-shield/rampart/internal/probe"
+import (
+	"bytes"
+	"fmt"
+	"slices"
 
-// Lookup returns the manifest and object of the built-in probe NAME.
-func Lookup(name string) (*probe.Manifest, []byte, bool) { return nil, nil, false }
+	ntpcounter "github.com/rampart-shield/rampart/examples/ntp-counter"
+	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
+	tcpstates "github.com/rampart-shield/rampart/examples/tcp-states"
+	"github.com/rampart-shield/rampart/internal/probe"
+)
 
-// Names lists the built-in probes.
-func Names() []string { return nil }
+type bundle struct {
+	manifest []byte
+	object   []byte
+}
+
+// sources lists every built-in bundle: manifest bytes and object bytes.
+var sources = []bundle{
+	{packetcounter.Manifest(), packetcounter.Object()},
+	{ntpcounter.Manifest(), ntpcounter.Object()},
+	{tcpstates.Manifest(), tcpstates.Object()},
+}
+
+var (
+	bundles = map[string]bundle{}
+	names   []string
+)
+
+func init() {
+	for i, b := range sources {
+		m, err := probe.ParseManifest(b.manifest)
+		if err != nil {
+			panic(fmt.Sprintf("probes: built-in bundle %d: %v", i, err))
+		}
+		if m.Name == "" {
+			panic(fmt.Sprintf("probes: built-in bundle %d: the manifest has no name", i))
+		}
+		if _, dup := bundles[m.Name]; dup {
+			panic(fmt.Sprintf("probes: built-in probe %q is defined twice", m.Name))
+		}
+		if len(b.object) == 0 {
+			panic(fmt.Sprintf("probes: built-in probe %q has no object", m.Name))
+		}
+		bundles[m.Name] = b
+		names = append(names, m.Name)
+	}
+	slices.Sort(names)
+}
+
+// Lookup returns the manifest and object of the built-in probe NAME. Both
+// are fresh copies the caller may modify.
+func Lookup(name string) (*probe.Manifest, []byte, bool) {
+	b, ok := bundles[name]
+	if !ok {
+		return nil, nil, false
+	}
+	m, err := probe.ParseManifest(b.manifest)
+	if err != nil { // checked in init
+		panic(fmt.Sprintf("probes: built-in probe %q: %v", name, err))
+	}
+	return m, bytes.Clone(b.object), true
+}
+
+// Names lists the built-in probes, sorted.
+func Names() []string { return slices.Clone(names) }

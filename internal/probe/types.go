@@ -29,13 +29,13 @@ type LoadRequest struct {
 
 // ProbeInfo describes a loaded probe.
 type ProbeInfo struct {
-	Name        string        `json:"name"`
-	Description string        `json:"description,omitempty"`
-	Origin      string        `json:"origin"`
-	LoadedAt    time.Time     `json:"loaded_at"`
-	Programs    []ProgramInfo `json:"programs"`
-	Metrics     []MetricInfo  `json:"metrics"`
-	Events      []EventInfo   `json:"events,omitempty"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Origin      string            `json:"origin"`
+	LoadedAt    time.Time         `json:"loaded_at"`
+	Programs    []ProgramInfo     `json:"programs"`
+	Metrics     []MetricInfo      `json:"metrics"`
+	Events      []EventInfo       `json:"events,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	// Swapping is true when the probe runs two instances for swap-on-read.
 	Swapping bool `json:"swapping"`
@@ -118,11 +118,11 @@ type Event struct {
 type ErrorKind int
 
 const (
-	KindInvalid  ErrorKind = iota + 1 // bad request: manifest, hook, name, params (400)
-	KindNotFound                      // no such probe, metric, stream (404)
-	KindRejected                      // the kernel refused: verifier, attach (422)
-	KindInternal                      // anything else (500)
-	KindUnavailable                   // a tool or kernel feature is missing (501)
+	KindInvalid     ErrorKind = iota + 1 // bad request: manifest, hook, name, params (400)
+	KindNotFound                         // no such probe, metric, stream (404)
+	KindRejected                         // the kernel refused: verifier, attach (422)
+	KindInternal                         // anything else (500)
+	KindUnavailable                      // a tool or kernel feature is missing (501)
 )
 
 // Error is what the manager returns; the API renders it as
