@@ -57,9 +57,10 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLoaded, prometheus.GaugeValue, float64(len(ps)))
 		c.m.stats.loads.Collect(ch)
 	}
+	families := map[string]string{}
 	for _, p := range ps {
 		start := time.Now()
-		errs := p.collect(ch)
+		errs := p.collect(ch, families)
 		if c.self {
 			ch <- prometheus.MustNewConstMetric(descReadTime, prometheus.GaugeValue, time.Since(start).Seconds(), p.name)
 			p.mu.Lock()
@@ -92,7 +93,12 @@ func valueType(t string) prometheus.ValueType {
 // collect exports every metric of the probe. Drained counters export their
 // running totals, so Prometheus sees monotonic counters even though the map
 // is emptied on each read; the drained entries also stay pending for REST.
-func (p *loaded) collect(ch chan<- prometheus.Metric) (errs int) {
+//
+// families maps each family name already exported (by any probe) to its
+// type and label names: a probe whose metric would clash with another
+// probe's family of the same name is skipped (and counted as an error)
+// rather than breaking the whole scrape.
+func (p *loaded) collect(ch chan<- prometheus.Metric, families map[string]string) (errs int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	drained := map[*exportedMap]bool{}
@@ -104,8 +110,19 @@ func (p *loaded) collect(ch chan<- prometheus.Metric) (errs int) {
 			labelNames = append(labelNames, l.name)
 		}
 		descs := make([]*prometheus.Desc, len(ms.series))
+		clash := false
 		for i, s := range ms.series {
-			descs[i] = prometheus.NewDesc(ms.cfg.Name+s.suffix, helpOf(ms.cfg), labelNames, nil)
+			fam := familyName(ms.cfg, s.suffix)
+			sig := ms.cfg.Type + "|" + strings.Join(labelNames, ",")
+			if prev, ok := families[fam]; ok && prev != sig {
+				clash = true
+			}
+			families[fam] = sig
+			descs[i] = prometheus.NewDesc(fam, helpOf(ms.cfg), labelNames, nil)
+		}
+		if clash {
+			errs++
+			continue
 		}
 		vt := valueType(ms.cfg.Type)
 		emit := func(lv []string, vals []float64) {
@@ -173,6 +190,16 @@ func (p *loaded) collect(ch chan<- prometheus.Metric) (errs int) {
 		}
 	}
 	return errs
+}
+
+// familyName is the exported name: counters end in _total, as OpenMetrics
+// requires of their samples.
+func familyName(m Metric, suffix string) string {
+	name := strings.TrimSuffix(m.Name, "_total") + suffix
+	if m.Type == "counter" {
+		name += "_total"
+	}
+	return name
 }
 
 func helpOf(m Metric) string {

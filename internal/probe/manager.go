@@ -668,3 +668,32 @@ func decoderName(d *btfjson.Decoder) string {
 }
 
 var _ prometheus.Collector = (*probeCollector)(nil)
+
+// TestRun runs one of a probe's programs once on data with
+// BPF_PROG_TEST_RUN, through the same entry point live traffic takes (the
+// pivot when the probe swaps), and returns the program's return value. It
+// lets tests, benchmarks and replays drive the exact kernel code that runs
+// on the hook.
+func (m *Manager) TestRun(name, program string, data []byte, repeat uint32) (uint32, error) {
+	p, err := m.get(name)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, pr := range p.manifest.Programs {
+		if pr.Name != program {
+			continue
+		}
+		prog := p.inst[0].Programs[pr.Name]
+		if p.swapping() {
+			prog = p.pivots[i].prog
+		}
+		ret, err := prog.Run(&ebpf.RunOptions{Data: data, Repeat: repeat})
+		if err != nil {
+			return 0, errorf(KindRejected, "test run of %s/%s: %v", name, program, err)
+		}
+		return ret, nil
+	}
+	return 0, errorf(KindNotFound, "probe %s has no program %q", name, program)
+}

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampart-shield/rampart/internal/api"
+	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/probes"
+)
+
+const defaultProbe = "packet-counter"
+
+type agentFlags struct {
+	config    string
+	listen    string
+	probes    []string
+	noDefault bool
+}
+
+func (a *app) agentCommand() *cobra.Command {
+	var o agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent [--config FILE] [--listen ADDR] [--probe SPEC ...]",
+		Short: "Run the rampart agent (the daemon)",
+		Long: `Run the agent: it loads probes into the kernel and serves the API until
+SIGINT or SIGTERM. It needs root (or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
+
+The API listens on a unix socket (--socket, default ` + defaultSocket + `),
+mode 0600: only root and the agent's user may use it. --listen ADDR adds TCP,
+where every request needs "Authorization: Bearer TOKEN": the token is read
+from --token-file, or generated and written (mode 0600) next to the socket,
+as token. Prometheus scrapes GET /metrics.
+
+Startup probes come from --probe (repeatable) and the config file:
+  --probe NAME                    a built-in probe, e.g. packet-counter
+  --probe NAME@IFACE              the same on interface IFACE
+  --probe NAME=PATH/manifest.yaml a probe of yours (its object or source
+                                  path is relative to the manifest)
+With neither, the agent loads the built-in packet-counter on the interface
+of the default route (lo when there is none); --no-default skips that. A
+probe that fails to load is logged and skipped; the agent keeps running.
+
+The config file (YAML) mirrors the flags; flags win:
+  socket: /run/rampart/api.sock
+  listen: 0.0.0.0:9443
+  token-file: /etc/rampart/token
+  probes:
+    - name: packet-counter
+      iface: eth0
+    - name: synmon
+      manifest: probes/synmon/manifest.yaml   # relative to this file
+      attach: [tc-ingress:eth0]
+      params: {N_SESSION: 4096}`,
+		Example: `  # Defaults: unix socket, packet-counter on the default-route interface:
+  sudo rampart agent
+
+  # A config file, and TCP for Prometheus and remote clients:
+  sudo rampart agent --config /etc/rampart/agent.yaml --listen 0.0.0.0:9443 --token-file /etc/rampart/token
+
+  # Only your own probe, on eth1:
+  sudo rampart agent --no-default --probe synmon=./synmon/manifest.yaml@eth1`,
+		Args: argsExactly(0, "no arguments (probes go in --probe)"),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runAgent(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "YAML config file (flags override it)")
+	f.StringVar(&o.listen, "listen", "", "also serve the API on this TCP address (needs a token)")
+	f.StringArrayVar(&o.probes, "probe", nil, "load at startup: NAME, NAME@IFACE or NAME=MANIFEST[@IFACE] (repeatable)")
+	f.BoolVar(&o.noDefault, "no-default", false, "do not load packet-counter when no probe is configured")
+	return cmd
+}
+
+func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
+	log := a.log
+	var cfg agentConfig
+	if o.config != "" {
+		var err error
+		if cfg, err = readAgentConfig(o.config); err != nil {
+			return err
+		}
+	}
+	// Flags (and the environment) win over the config file.
+	socket := cfg.Socket
+	if f := a.root.PersistentFlags().Lookup("socket"); f.Changed || a.getenv("RAMPART_SOCKET") != "" || socket == "" {
+		socket = a.socketPath()
+	}
+	listen := cfg.Listen
+	if o.listen != "" {
+		listen = o.listen
+	}
+	tokenFile := cfg.TokenFile
+	if a.tokenFile != "" {
+		tokenFile = a.tokenFile
+	}
+	startup := cfg.Probes
+	for _, spec := range o.probes {
+		p, err := parseProbeSpec(spec)
+		if err != nil {
+			return usageError{err}
+		}
+		startup = append(startup, p)
+	}
+	if len(startup) == 0 && !o.noDefault {
+		iface := "lo"
+		if f, err := os.Open("/proc/net/route"); err == nil {
+			if i := defaultRouteIface(f); i != "" {
+				iface = i
+			}
+			f.Close()
+		}
+		log.Info("no probes configured: loading the built-in "+defaultProbe+" (--no-default skips it)", "iface", iface)
+		startup = []probeConfig{{Name: defaultProbe, Iface: iface}}
+	}
+
+	var token string
+	if listen != "" {
+		var err error
+		if token, err = agentToken(log, tokenFile, filepath.Join(filepath.Dir(socket), "token")); err != nil {
+			return err
+		}
+	}
+
+	m, err := probe.NewManager(probe.ManagerOptions{Logger: log, Builtin: probes.Lookup})
+	if err != nil {
+		return fmt.Errorf("probe manager: %w", err)
+	}
+	defer func() {
+		if err := m.Close(); err != nil {
+			log.Error("closing the probe manager", "err", err)
+		}
+	}()
+	srv := api.NewServer(m, api.Options{Logger: log, Version: version})
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	uln, err := api.ListenUnix(socket)
+	if err != nil {
+		return fmt.Errorf("API socket: %w", err)
+	}
+	var tln net.Listener
+	if listen != "" {
+		if tln, err = net.Listen("tcp", listen); err != nil {
+			uln.Close()
+			return fmt.Errorf("API listen: %w", err)
+		}
+	}
+	errc := make(chan error, 2)
+	servers := 1
+	go func() { errc <- srv.ServeUnixListener(ctx, uln) }()
+	if tln != nil {
+		servers++
+		go func() { errc <- srv.ServeTCPListener(ctx, tln, token) }()
+	}
+	log.Info("rampart agent running", "version", version, "socket", socket, "pid", os.Getpid())
+
+	loadStartupProbes(ctx, log, m, startup, socket)
+
+	var firstErr error
+	select {
+	case <-ctx.Done():
+	case firstErr = <-errc:
+		servers--
+		stop()
+	}
+	log.Info("rampart agent stopping")
+	for ; servers > 0; servers-- {
+		if err := <-errc; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Warn("removing the socket", "err", err)
+	}
+	if firstErr != nil {
+		return fmt.Errorf("API server: %w", firstErr)
+	}
+	return nil
+}
+
+// agentToken reads the TCP token from tokenFile or, when none is given,
+// generates one and writes it to genPath (mode 0600). The token itself is
+// never logged.
+func agentToken(log *slog.Logger, tokenFile, genPath string) (string, error) {
+	if tokenFile != "" {
+		return readToken(tokenFile)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b)
+	if err := writeSecret(genPath, token+"\n"); err != nil {
+		return "", fmt.Errorf("writing the generated API token: %w", err)
+	}
+	log.Info("generated an API token for --listen; clients pass --token-file", "path", genPath)
+	return token, nil
+}
+
+// writeSecret writes data to path with mode 0600, atomically.
+func writeSecret(path, data string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".token-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// loadStartupProbes loads each configured probe; failures are logged and
+// skipped.
+func loadStartupProbes(ctx context.Context, log *slog.Logger, m *probe.Manager, list []probeConfig, socket string) {
+	for _, pc := range list {
+		if ctx.Err() != nil {
+			return
+		}
+		req, err := startupRequest(pc)
+		if err != nil {
+			log.Error("startup probe not loaded", "probe", pc.label(), "err", err)
+			continue
+		}
+		info, err := m.Load(ctx, req)
+		if err != nil {
+			args := []any{"probe", req.Name, "err", err}
+			var pe *probe.Error
+			if errors.As(err, &pe) && pe.Detail != "" {
+				args = append(args, "detail", pe.Detail)
+			}
+			log.Error("startup probe not loaded", args...)
+			continue
+		}
+		hooks := make([]string, 0, len(info.Programs))
+		for _, p := range info.Programs {
+			hooks = append(hooks, p.Name+"→"+p.Hook)
+		}
+		metrics := make([]string, 0, len(info.Metrics))
+		for _, mt := range info.Metrics {
+			metrics = append(metrics, mt.Name)
+		}
+		log.Info("startup probe ready", "probe", info.Name, "origin", info.Origin,
+			"programs", strings.Join(hooks, ","), "metrics", strings.Join(metrics, ","),
+			"read", "rampart probe metrics "+info.Name,
+			"curl", fmt.Sprintf("curl --unix-socket %s http://rampart/v1/probes/%s/metrics", socket, info.Name))
+	}
+}
+
+// startupRequest turns a configured probe into a load request.
+func startupRequest(pc probeConfig) (probe.LoadRequest, error) {
+	params, err := pc.params()
+	if err != nil {
+		return probe.LoadRequest{}, err
+	}
+	var req probe.LoadRequest
+	switch {
+	case pc.Manifest != "":
+		if req, err = api.ReadLoadRequest(pc.Name, api.ProbeFiles{Manifest: pc.Manifest}); err != nil {
+			return req, err
+		}
+		req.Origin = "user"
+	case pc.Builtin != "" && pc.Name != "" && pc.Builtin != pc.Name:
+		// A built-in under another name: hand the manager its bundle.
+		man, obj, ok := probes.Lookup(pc.Builtin)
+		if !ok {
+			names := strings.Join(probes.Names(), ", ")
+			if names == "" {
+				names = "none"
+			}
+			return req, fmt.Errorf("no built-in probe %q (built-ins: %s)", pc.Builtin, names)
+		}
+		req = probe.LoadRequest{Name: pc.Name, Manifest: man, Object: obj, Origin: "builtin"}
+	default:
+		req.Name = pc.Name
+		if req.Name == "" {
+			req.Name = pc.Builtin
+		}
+	}
+	req.Attach, req.Iface, req.Params = pc.Attach, pc.Iface, params
+	return req, nil
+}
