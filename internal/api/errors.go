@@ -32,7 +32,27 @@ func StatusOf(err error) int {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	// Metric reads carry decoder-made JSON: append it as it is (see
+	// probe.MetricValue.AppendJSON).
+	switch v := v.(type) {
+	case probe.MetricValue:
+		b = v.AppendJSON(nil)
+	case []probe.Entry:
+		b = probe.AppendEntriesJSON(nil, v)
+	case []probe.MetricValue:
+		b = append(b, '[')
+		for i, mv := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = mv.AppendJSON(b)
+		}
+		b = append(b, ']')
+	default:
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "cannot encode the response", err.Error())
 		return

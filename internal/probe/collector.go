@@ -138,7 +138,7 @@ func (p *loaded) collect(ch chan<- prometheus.Metric, families map[string]string
 		var entries []rawEntry
 		if em.drain {
 			if !drained[em] && !(em.swapped && drained[nil]) {
-				if err := p.drain(em); err != nil {
+				if _, err := p.drain(em, nil); err != nil {
 					errs++
 					continue
 				}

@@ -450,10 +450,18 @@ func findType(spec *ebpf.CollectionSpec, name string) (btf.Type, error) {
 	return want, nil
 }
 
+// kernelTypes is the running kernel's BTF, parsed once: CO-RE relocations
+// need it and parsing it costs about 30 ms, far more than loading a probe.
+var kernelTypes = sync.OnceValues(btf.LoadKernelSpec)
+
 // newCollection loads a collection, turning verifier rejections into errors
 // that carry the relevant tail of the verifier log.
 func newCollection(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) (*ebpf.Collection, error) {
-	c, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	opts := ebpf.CollectionOptions{MapReplacements: repl}
+	if kt, err := kernelTypes(); err == nil {
+		opts.Programs.KernelTypes = kt
+	}
+	c, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err == nil {
 		return c, nil
 	}
@@ -478,15 +486,23 @@ func (p *loaded) attachAll(old *loaded) error {
 		prev *ebpf.Program
 	}
 	var taken []takeover
+	type pending struct {
+		prog   string
+		hook   Hook
+		target *ebpf.Program
+	}
+	var fresh []pending
 	rollback := func() {
 		for _, t := range taken {
 			t.a.update(t.prev)
 		}
+		var own []*attachment
 		for _, a := range p.attached {
 			if !a.taken {
-				a.Close()
+				own = append(own, a)
 			}
 		}
+		closeAll(own)
 		p.attached = nil
 	}
 	for i, pr := range p.manifest.Programs {
@@ -520,12 +536,32 @@ func (p *loaded) attachAll(old *loaded) error {
 				continue
 			}
 		}
-		a, err := attach(pr.Name, h, target)
+		fresh = append(fresh, pending{pr.Name, h, target})
+	}
+	// Fresh attachments run concurrently: attaching to TCX (and detaching)
+	// waits for an RCU grace period in the kernel, about 8 ms each; in
+	// parallel the waits overlap.
+	results := make([]*attachment, len(fresh))
+	errs := make([]error, len(fresh))
+	var wg sync.WaitGroup
+	for i, f := range fresh {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = attach(f.prog, f.hook, f.target)
+		}()
+	}
+	wg.Wait()
+	for _, a := range results {
+		if a != nil {
+			p.attached = append(p.attached, a)
+		}
+	}
+	for _, err := range errs {
 		if err != nil {
 			rollback()
 			return err
 		}
-		p.attached = append(p.attached, a)
 	}
 	if old != nil {
 		// The taken-over links now belong to p.

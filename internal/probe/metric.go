@@ -22,6 +22,8 @@ type exportedMap struct {
 	swapped bool         // drained through the instance swap
 	drain   bool         // empty-on-read or swap-on-read
 	metrics []*metricState
+	// jsonHint and lastCount size the next render's buffer.
+	jsonHint, lastCount int
 }
 
 // metricState is one exported metric and what the agent keeps for it.
@@ -205,10 +207,24 @@ func (ms *metricState) labelValues(key []byte) []string {
 	return out
 }
 
-// absorb takes a fresh drain: it is kept for the next REST read, added to
-// the counters' running totals and remembered as the latest window.
-func (ms *metricState) absorb(entries []rawEntry) {
-	ms.pending.merge(entries, ms.em)
+// hand gives a fresh drain to every metric of the map and returns it for
+// reader, which takes it directly instead of through its pending set.
+func (em *exportedMap) hand(entries []rawEntry, reader *metricState) []rawEntry {
+	var mine []rawEntry
+	for _, ms := range em.metrics {
+		ms.account(entries)
+		if ms == reader {
+			mine = entries
+		} else {
+			ms.pending.merge(entries, em)
+		}
+	}
+	return mine
+}
+
+// account adds a fresh drain to the counters' running totals and remembers
+// it as the latest window (for drained gauges).
+func (ms *metricState) account(entries []rawEntry) {
 	ms.last = entries
 	if ms.cfg.Type != "counter" {
 		return
@@ -279,6 +295,16 @@ func (s *entrySet) merge(entries []rawEntry, em *exportedMap) {
 	}
 }
 
+// takeWith returns what is pending plus fresh, merged by key; without
+// anything pending it returns fresh as it is.
+func (s *entrySet) takeWith(fresh []rawEntry, em *exportedMap) []rawEntry {
+	if len(s.order) == 0 && len(s.list) == 0 {
+		return fresh
+	}
+	s.merge(fresh, em)
+	return s.take()
+}
+
 func (s *entrySet) take() []rawEntry {
 	out := s.list
 	for _, k := range s.order {
@@ -292,7 +318,9 @@ func (s *entrySet) take() []rawEntry {
 // render turns raw entries into the JSON the API returns.
 func (em *exportedMap) render(entries []rawEntry, perCPU bool) ([]Entry, error) {
 	out := make([]Entry, 0, len(entries))
-	var buf []byte
+	// One buffer for all the JSON, sized from the previous read of this map.
+	buf := make([]byte, 0, em.jsonHint*len(entries)/max(em.lastCount, 1)+1024)
+	defer func() { em.jsonHint, em.lastCount = len(buf), len(entries) }()
 	for _, e := range entries {
 		var ent Entry
 		var err error

@@ -33,6 +33,7 @@ type loaded struct {
 	streams  []*stream
 	swaps    uint64
 	reads    uint64
+	lastSwap time.Duration // switch + wait + drain of the last swap
 }
 
 func (p *loaded) swapping() bool { return p.inst[1] != nil }
@@ -41,7 +42,8 @@ func (p *loaded) swapping() bool { return p.inst[1] != nil }
 // can still be using the previous one, then drains all swapped maps of the
 // now idle instance. Each event lands in exactly one instance and each
 // instance is drained only while idle: nothing is lost or counted twice.
-func (p *loaded) swap() error {
+func (p *loaded) swap(reader *metricState) ([]rawEntry, error) {
+	start := time.Now()
 	next := 1 - p.active
 	for i, pv := range p.pivots {
 		prog := p.inst[next].Programs[p.manifest.Programs[i].Name]
@@ -50,28 +52,28 @@ func (p *loaded) swap() error {
 			for j := 0; j < i; j++ {
 				p.pivots[j].point(p.inst[p.active].Programs[p.manifest.Programs[j].Name])
 			}
-			return fmt.Errorf("swap: %w", err)
+			return nil, fmt.Errorf("swap: %w", err)
 		}
 	}
 	idle := p.active
 	p.active = next
 	if err := p.waitQuiescent(); err != nil {
-		return fmt.Errorf("swap: waiting for programs to finish: %w", err)
+		return nil, fmt.Errorf("swap: waiting for programs to finish: %w", err)
 	}
+	var fresh []rawEntry
 	for _, em := range p.maps {
 		if !em.swapped {
 			continue
 		}
 		entries, err := em.reader.read(em.maps[idle], true)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, ms := range em.metrics {
-			ms.absorb(entries)
-		}
+		fresh = append(fresh, em.hand(entries, reader)...)
 	}
 	p.swaps++
-	return nil
+	p.lastSwap = time.Since(start)
+	return fresh, nil
 }
 
 func (p *loaded) waitQuiescent() error {
@@ -90,19 +92,18 @@ func (p *loaded) waitQuiescent() error {
 	return p.rcu.wait()
 }
 
-// drain empties one exported map and hands the entries to its metrics.
-func (p *loaded) drain(em *exportedMap) error {
+// drain empties one exported map (through the swap when it is swapped) and
+// hands the entries to its metrics: the reader (may be nil) gets the fresh
+// entries back; every other metric keeps them pending for its next read.
+func (p *loaded) drain(em *exportedMap, reader *metricState) ([]rawEntry, error) {
 	if em.swapped {
-		return p.swap()
+		return p.swap(reader)
 	}
 	entries, err := em.reader.read(em.maps[0], true)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, ms := range em.metrics {
-		ms.absorb(entries)
-	}
-	return nil
+	return em.hand(entries, reader), nil
 }
 
 // readMetric returns a metric's entries for the REST API: the map's content,
@@ -115,10 +116,11 @@ func (p *loaded) readMetric(ms *metricState, opts ReadOptions) (MetricValue, err
 	var entries []rawEntry
 	em := ms.em
 	if em.drain {
-		if err := p.drain(em); err != nil {
+		fresh, err := p.drain(em, ms)
+		if err != nil {
 			return MetricValue{}, errorf(KindInternal, "read %s/%s: %v", p.name, ms.cfg.Name, err)
 		}
-		entries = ms.pending.take()
+		entries = ms.pending.takeWith(fresh, em)
 	} else {
 		var err error
 		if entries, err = em.reader.read(em.maps[0], false); err != nil {
@@ -138,7 +140,7 @@ func (p *loaded) info() ProbeInfo {
 	pi := ProbeInfo{
 		Name: p.name, Description: p.manifest.Description, Origin: p.origin,
 		LoadedAt: p.loadedAt, Params: p.params, Swapping: p.swapping(), Swaps: p.swaps,
-		LoadDuration: p.loadDur,
+		LoadDuration: p.loadDur, LastSwap: p.lastSwap,
 	}
 	for i, pr := range p.manifest.Programs {
 		prog := p.inst[0].Programs[pr.Name]
@@ -170,13 +172,25 @@ func (p *loaded) info() ProbeInfo {
 }
 
 // close detaches and frees everything the probe still owns.
+// closeAll detaches attachments concurrently (each TCX detach waits for an
+// RCU grace period).
+func closeAll(as []*attachment) {
+	var wg sync.WaitGroup
+	for _, a := range as {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.Close()
+		}()
+	}
+	wg.Wait()
+}
+
 func (p *loaded) close() {
 	for _, s := range p.streams {
 		s.close()
 	}
-	for _, a := range p.attached {
-		a.Close()
-	}
+	closeAll(p.attached)
 	for _, pv := range p.pivots {
 		pv.Close()
 	}

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -167,9 +168,10 @@ func (r *mapReader) batch(m *ebpf.Map, andDelete bool) ([]rawEntry, error) {
 		}
 		kb := append([]byte(nil), keys[:n*r.keySize]...)
 		vb := append([]byte(nil), vals[:n*perVal*r.valSize]...)
+		vs := make([][]byte, n*perVal)
 		for i := 0; i < n; i++ {
 			e := rawEntry{key: kb[i*r.keySize : (i+1)*r.keySize : (i+1)*r.keySize]}
-			e.vals = make([][]byte, perVal)
+			e.vals = vs[i*perVal : (i+1)*perVal : (i+1)*perVal]
 			for c := 0; c < perVal; c++ {
 				off := (i*perVal + c) * r.valSize
 				e.vals[c] = vb[off : off+r.valSize : off+r.valSize]
@@ -247,17 +249,17 @@ func (r *mapReader) zero(m *ebpf.Map) error {
 	keysOut, keys := rows(n, 4)
 	valsOut, _ := rows(nvals, r.valSize)
 	for i := 0; i < n; i++ {
-		keys[i*4] = byte(i)
-		keys[i*4+1] = byte(i >> 8)
-		keys[i*4+2] = byte(i >> 16)
-		keys[i*4+3] = byte(i >> 24)
+		binary.NativeEndian.PutUint32(keys[i*4:], uint32(i))
 	}
 	if !r.noBatch {
 		if _, err := m.BatchUpdate(keysOut, valsOut, nil); err == nil {
 			return nil
 		}
 	}
-	zeroOut, _ := r.newValue()
+	var zeroOut any = make([]byte, r.valSize)
+	if r.perCPU {
+		zeroOut, _ = rows(r.ncpu, r.valSize)
+	}
 	for i := 0; i < n; i++ {
 		if err := m.Put(uint32(i), zeroOut); err != nil {
 			return fmt.Errorf("map %s: clear slot %d: %w", r.name, i, err)

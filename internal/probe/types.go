@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -43,6 +44,10 @@ type ProbeInfo struct {
 	Swaps uint64 `json:"swaps"`
 	// LoadDuration is how long verification and attachment took.
 	LoadDuration time.Duration `json:"load_duration_ns"`
+	// LastSwap is how long the last swap-on-read cycle took: switching
+	// instances, waiting for in-flight runs, reading and clearing the idle
+	// maps (decoding to JSON not included).
+	LastSwap time.Duration `json:"last_swap_ns,omitempty"`
 }
 
 // ProgramInfo describes one attached program.
@@ -155,4 +160,49 @@ func KindOf(err error) ErrorKind {
 		return e.Kind
 	}
 	return KindInternal
+}
+
+// AppendJSON appends the metric as JSON. The entries' key and value are
+// already JSON made by the decoder, so they are copied as they are: going
+// through encoding/json would validate and re-compact every one of them,
+// which costs more than decoding them did.
+func (v MetricValue) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"name":`...)
+	dst = appendString(dst, v.Name)
+	dst = append(dst, `,"type":`...)
+	dst = appendString(dst, v.Type)
+	if v.Help != "" {
+		dst = append(dst, `,"help":`...)
+		dst = appendString(dst, v.Help)
+	}
+	dst = append(dst, `,"timestamp":`...)
+	dst = strconv.AppendInt(dst, v.Timestamp, 10)
+	dst = append(dst, `,"value":`...)
+	dst = AppendEntriesJSON(dst, v.Value)
+	return append(dst, '}')
+}
+
+// AppendEntriesJSON appends entries as a JSON array (see AppendJSON).
+func AppendEntriesJSON(dst []byte, es []Entry) []byte {
+	dst = append(dst, '[')
+	for i, e := range es {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		if len(e.Key) > 0 {
+			dst = append(dst, `"key":`...)
+			dst = append(dst, e.Key...)
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"value":`...)
+		dst = append(dst, e.Value...)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+func appendString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
 }

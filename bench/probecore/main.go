@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"time"
+
+	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
+	"github.com/rampart-shield/rampart/internal/lab"
+	"github.com/rampart-shield/rampart/internal/probe"
+)
+
+func main() {
+	loads := flag.Int("loads", 20, "load + attach repetitions")
+	sizes := flag.String("sizes", "10000,100000,1000000", "map sizes for the read benchmark")
+	swaps := flag.Int("swaps", 50, "swap-on-read cycles")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "probecore:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "probecore: needs root (it loads eBPF programs and makes a lab namespace)")
+		os.Exit(2)
+	}
+	if err := run(*loads, *sizes, *swaps); err != nil {
+		fmt.Fprintln(os.Stderr, "probecore:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+type row struct {
+	what, got, target, dynmon string
+	ratio                     float64
+}
+
+func run(loads int, sizes string, swaps int) error {
+	l, err := lab.New()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	h, err := l.AddHost("peer")
+	if err != nil {
+		return err
+	}
+	lk, err := l.ConnectRoot(h, lab.LinkOptions{Quiet: true})
+	if err != nil {
+		return err
+	}
+	m, err := probe.NewManager(probe.ManagerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ctx := context.Background()
+	var rows []row
+
+	// 1. Load + attach of a precompiled probe (packet-counter: two TC
+	// programs, one per-CPU hash), through the manager as the API does it.
+	man, err := probe.ParseManifest(packetcounter.Manifest())
+	if err != nil {
+		return err
+	}
+	var d []time.Duration
+	for i := 0; i < loads; i++ {
+		start := time.Now()
+		if _, err := m.Load(ctx, probe.LoadRequest{Name: "pc", Manifest: man, Object: packetcounter.Object(), Iface: lk.BIface}); err != nil {
+			return err
+		}
+		d = append(d, time.Since(start))
+		if err := m.Unload("pc"); err != nil {
+			return err
+		}
+	}
+	med := median(d)
+	rows = append(rows, row{fmt.Sprintf("load+attach packet-counter (median of %d)", loads), ms(med), "20 ms", "195 ms", float64(med) / float64(20*time.Millisecond)})
+	// The same with swap-on-read: two instances and two pivots.
+	swapMan, _ := probe.ParseManifest(packetcounter.Manifest())
+	for i := range swapMan.Metrics {
+		swapMan.Metrics[i].SwapOnRead = true
+	}
+	d = d[:0]
+	for i := 0; i < loads; i++ {
+		start := time.Now()
+		if _, err := m.Load(ctx, probe.LoadRequest{Name: "pc", Manifest: swapMan, Object: packetcounter.Object(), Iface: lk.BIface}); err != nil {
+			return err
+		}
+		d = append(d, time.Since(start))
+		if err := m.Unload("pc"); err != nil {
+			return err
+		}
+	}
+	med = median(d)
+	rows = append(rows, row{fmt.Sprintf("load+attach with swap-on-read (median of %d)", loads), ms(med), "20 ms", "389 ms", float64(med) / float64(20*time.Millisecond)})
+
+	// 2. Read + decode to JSON of a 5-tuple → TCP-fields hash map.
+	bm := &probe.Manifest{
+		Name:     "bench",
+		Programs: []probe.Program{{Name: "fill", Hook: "xdp:" + lk.BIface}},
+		Metrics: []probe.Metric{
+			{Name: "flows", Map: "flows", Type: "gauge", ValueField: "packets"},
+			{Name: "small", Map: "small", Type: "counter", ValueField: "packets", SwapOnRead: true},
+		},
+	}
+	if _, err := m.Load(ctx, probe.LoadRequest{Name: "bench", Manifest: bm, Object: _BenchFlowsBytes}); err != nil {
+		return err
+	}
+	fill := func(first, count, which uint32) error {
+		pkt := make([]byte, 64)
+		binary.NativeEndian.PutUint32(pkt[0:], first)
+		binary.NativeEndian.PutUint32(pkt[4:], count)
+		binary.NativeEndian.PutUint32(pkt[8:], which)
+		_, err := m.TestRun("bench", "fill", pkt, 1)
+		return err
+	}
+	filled := uint32(0)
+	var n []int
+	for _, s := range splitInts(sizes) {
+		n = append(n, s)
+	}
+	for _, size := range n {
+		if uint32(size) > filled {
+			if err := fill(filled, uint32(size)-filled, 0); err != nil {
+				return err
+			}
+			filled = uint32(size)
+		}
+		var d []time.Duration
+		var bytesOut int
+		for i := 0; i < 5; i++ {
+			start := time.Now()
+			mv, err := m.ReadMetric("bench", "flows", probe.ReadOptions{})
+			if err != nil {
+				return err
+			}
+			js := mv.AppendJSON(nil) // what the API writes
+			d = append(d, time.Since(start))
+			if !json.Valid(js) {
+				return fmt.Errorf("invalid JSON")
+			}
+			bytesOut = len(js)
+			if len(mv.Value) != size {
+				return fmt.Errorf("read %d entries, want %d", len(mv.Value), size)
+			}
+		}
+		med := median(d)
+		target, ratio := "-", 0.0
+		if size == 100000 {
+			target, ratio = "100 ms", float64(med)/float64(100*time.Millisecond)
+		}
+		rows = append(rows, row{fmt.Sprintf("read+decode to JSON, %d entries (%.1f MB JSON)", size, float64(bytesOut)/1e6), ms(med), target, "-", ratio})
+	}
+
+	// 3. Swap-on-read cycle on a 1k-entry map: switch, wait, read, clear,
+	// decode. Each cycle first fills the active instance with 1024 entries.
+	d = d[:0]
+	var dswap []time.Duration
+	var total uint64
+	for i := 0; i < swaps; i++ {
+		if err := fill(0, 1024, 1); err != nil {
+			return err
+		}
+		start := time.Now()
+		mv, err := m.ReadMetric("bench", "small", probe.ReadOptions{})
+		if err != nil {
+			return err
+		}
+		d = append(d, time.Since(start))
+		pi, err := m.Get("bench")
+		if err != nil {
+			return err
+		}
+		dswap = append(dswap, pi.LastSwap)
+		if len(mv.Value) != 1024 {
+			return fmt.Errorf("swap read %d entries, want 1024", len(mv.Value))
+		}
+		total += uint64(len(mv.Value))
+	}
+	med = median(d)
+	rows = append(rows, row{fmt.Sprintf("swap-on-read cycle, 1k entries (median of %d)", swaps), ms(median(dswap)), "1 ms", "4 ms", float64(median(dswap)) / float64(time.Millisecond)})
+	rows = append(rows, row{"  same, plus decoding the 1k entries to JSON", ms(med), "-", "-", 0})
+
+	fmt.Printf("%-58s %12s %8s %8s %8s\n", "benchmark", "measured", "target", "Dynmon", "/target")
+	for _, r := range rows {
+		ratio := "-"
+		if r.ratio > 0 {
+			ratio = fmt.Sprintf("%.2f", r.ratio)
+		}
+		fmt.Printf("%-58s %12s %8s %8s %8s\n", r.what, r.got, r.target, r.dynmon, ratio)
+	}
+	return nil
+}
+
+func splitInts(s string) []int {
+	var out []int
+	cur, have := 0, false
+	for _, c := range s + "," {
+		if c >= '0' && c <= '9' {
+			cur, have = cur*10+int(c-'0'), true
+			continue
+		}
+		if have {
+			out = append(out, cur)
+		}
+		cur, have = 0, false
+	}
+	return out
+}
