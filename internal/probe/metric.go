@@ -2,8 +2,12 @@ package probe
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -22,8 +26,8 @@ type exportedMap struct {
 	swapped bool         // drained through the instance swap
 	drain   bool         // empty-on-read or swap-on-read
 	metrics []*metricState
-	// jsonHint and lastCount size the next render's buffer.
-	jsonHint, lastCount int
+	// jsonPerEntry sizes the next render's buffers.
+	jsonPerEntry atomic.Int64
 }
 
 // metricState is one exported metric and what the agent keeps for it.
@@ -315,21 +319,50 @@ func (s *entrySet) take() []rawEntry {
 	return out
 }
 
-// render turns raw entries into the JSON the API returns.
+// render turns raw entries into the JSON the API returns. Large reads are
+// rendered in parallel, one chunk per CPU, each into its own buffer.
 func (em *exportedMap) render(entries []rawEntry, perCPU bool) ([]Entry, error) {
-	out := make([]Entry, 0, len(entries))
-	// One buffer for all the JSON, sized from the previous read of this map.
-	buf := make([]byte, 0, em.jsonHint*len(entries)/max(em.lastCount, 1)+1024)
-	defer func() { em.jsonHint, em.lastCount = len(buf), len(entries) }()
-	for _, e := range entries {
-		var ent Entry
+	out := make([]Entry, len(entries))
+	workers := runtime.GOMAXPROCS(0)
+	if len(entries) < 8192 || workers < 2 {
+		return out, em.renderInto(out, entries, perCPU)
+	}
+	chunk := (len(entries) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(entries))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = em.renderInto(out[lo:hi], entries[lo:hi], perCPU)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (em *exportedMap) renderInto(out []Entry, entries []rawEntry, perCPU bool) error {
+	// One buffer for the chunk's JSON, sized from the average entry of the
+	// previous read of this map.
+	hint := int(em.jsonPerEntry.Load())
+	buf := make([]byte, 0, hint*len(entries)+1024)
+	defer func() {
+		if len(entries) > 0 {
+			em.jsonPerEntry.Store(int64(len(buf)/len(entries) + 1))
+		}
+	}()
+	for i, e := range entries {
 		var err error
 		if em.keyDec != nil {
 			start := len(buf)
 			if buf, err = em.keyDec.AppendJSON(buf, e.key); err != nil {
-				return nil, err
+				return err
 			}
-			ent.Key = json.RawMessage(buf[start:len(buf):len(buf)])
+			out[i].Key = json.RawMessage(buf[start:len(buf):len(buf)])
 		}
 		start := len(buf)
 		if perCPU && em.reader.perCPU {
@@ -339,15 +372,14 @@ func (em *exportedMap) render(entries []rawEntry, perCPU bool) ([]Entry, error) 
 					buf = append(buf, ',')
 				}
 				if buf, err = em.valDec.AppendJSON(buf, v); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			buf = append(buf, ']')
 		} else if buf, err = em.valDec.AppendJSON(buf, em.merged(e)); err != nil {
-			return nil, err
+			return err
 		}
-		ent.Value = json.RawMessage(buf[start:len(buf):len(buf)])
-		out = append(out, ent)
+		out[i].Value = json.RawMessage(buf[start:len(buf):len(buf)])
 	}
-	return out, nil
+	return nil
 }

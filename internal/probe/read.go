@@ -90,17 +90,33 @@ func rows(n, size int) (any, []byte) {
 // arrays by writing zeros and LPM tries by deleting each key read (the last
 // two are only used on an idle swap instance, where nothing writes).
 func (r *mapReader) read(m *ebpf.Map, drain bool) ([]rawEntry, error) {
+	var out []rawEntry
+	err := r.readChunks(m, drain, func(chunk []rawEntry) { out = append(out, chunk...) })
+	return out, err
+}
+
+// readChunks is read, handing entries to fn chunk by chunk as the kernel
+// returns them, so the caller can decode one chunk while the next is read.
+func (r *mapReader) readChunks(m *ebpf.Map, drain bool, fn func([]rawEntry)) error {
+	out, err := r.readSome(m, drain, fn)
+	if len(out) > 0 {
+		fn(out)
+	}
+	return err
+}
+
+func (r *mapReader) readSome(m *ebpf.Map, drain bool, fn func([]rawEntry)) ([]rawEntry, error) {
 	switch {
 	case r.keyless():
 		return r.pop(m)
 	case r.hashFamily() || r.arrayFamily():
 		if !r.noBatch {
-			out, err := r.batch(m, drain && r.hashFamily())
+			err := r.batch(m, drain && r.hashFamily(), fn)
 			if err == nil {
 				if drain && r.arrayFamily() {
-					return out, r.zero(m)
+					return nil, r.zero(m)
 				}
-				return out, nil
+				return nil, nil
 			}
 			if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, errBatchUnsupported) {
 				return nil, err
@@ -136,17 +152,21 @@ func (r *mapReader) batchSize() int {
 	return n
 }
 
-func (r *mapReader) batch(m *ebpf.Map, andDelete bool) ([]rawEntry, error) {
+// batch reads with BPF_MAP_LOOKUP(_AND_DELETE)_BATCH, handing each chunk to
+// fn. It fails with errBatchUnsupported before handing anything over when
+// the kernel refuses batches for this map.
+func (r *mapReader) batch(m *ebpf.Map, andDelete bool, fn func([]rawEntry)) error {
 	chunk := r.batchSize()
 	nvals := chunk
 	if r.perCPU {
 		nvals = chunk * r.ncpu
 	}
-	keysOut, keys := rows(chunk, r.keySize)
-	valsOut, vals := rows(nvals, r.valSize)
 	var cursor ebpf.MapBatchCursor
-	out := make([]rawEntry, 0, min(r.max, 1<<16))
+	handed := false
 	for {
+		// Fresh buffers per chunk: the entries point into them, no copy.
+		keysOut, kb := rows(chunk, r.keySize)
+		valsOut, vb := rows(nvals, r.valSize)
 		var n int
 		var err error
 		if andDelete {
@@ -156,19 +176,19 @@ func (r *mapReader) batch(m *ebpf.Map, andDelete bool) ([]rawEntry, error) {
 		}
 		done := errors.Is(err, ebpf.ErrKeyNotExist)
 		if err != nil && !done {
-			if errors.Is(err, ebpf.ErrNotSupported) || isErrno(err, "invalid argument") || isErrno(err, "not supported") {
-				return nil, errBatchUnsupported
+			unsupported := errors.Is(err, ebpf.ErrNotSupported) || isErrno(err, "invalid argument") || isErrno(err, "not supported")
+			if unsupported && !handed {
+				return errBatchUnsupported
 			}
-			return nil, fmt.Errorf("map %s: batch read: %w", r.name, err)
+			return fmt.Errorf("map %s: batch read: %w", r.name, err)
 		}
 		// One allocation per chunk for all keys and values.
 		perVal := 1
 		if r.perCPU {
 			perVal = r.ncpu
 		}
-		kb := append([]byte(nil), keys[:n*r.keySize]...)
-		vb := append([]byte(nil), vals[:n*perVal*r.valSize]...)
 		vs := make([][]byte, n*perVal)
+		out := make([]rawEntry, 0, n)
 		for i := 0; i < n; i++ {
 			e := rawEntry{key: kb[i*r.keySize : (i+1)*r.keySize : (i+1)*r.keySize]}
 			e.vals = vs[i*perVal : (i+1)*perVal : (i+1)*perVal]
@@ -178,8 +198,12 @@ func (r *mapReader) batch(m *ebpf.Map, andDelete bool) ([]rawEntry, error) {
 			}
 			out = append(out, e)
 		}
+		if n > 0 {
+			fn(out)
+			handed = true
+		}
 		if done || n == 0 {
-			return out, nil
+			return nil
 		}
 	}
 }
