@@ -3,6 +3,8 @@ package probe
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -27,7 +29,7 @@ func requireBPF(t *testing.T) {
 
 func newTestManager(t *testing.T) *Manager {
 	t.Helper()
-	m, err := NewManager(ManagerOptions{})
+	m, err := NewManager(ManagerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
