@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ntpcounter "github.com/rampart-shield/rampart/examples/ntp-counter"
 	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
 	"github.com/rampart-shield/rampart/internal/lab"
 )
@@ -311,5 +312,56 @@ func TestBrokenProbeKeepsOld(t *testing.T) {
 	check("replacement")
 	if got := len(m.List()); got != 1 {
 		t.Fatalf("%d probes loaded, want 1", got)
+	}
+}
+
+// TestReplaceXDP: XDP allows one program per interface, so replacing a probe
+// on the same XDP hook must take over the running link; a failed
+// replacement must leave the old program attached and its link intact.
+func TestReplaceXDP(t *testing.T) {
+	requireBPF(t)
+	c := newCounterLab(t)
+	m := newTestManager(t)
+	ctx := context.Background()
+	man, err := ParseManifest(ntpcounter.Manifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := LoadRequest{Name: "ntp", Manifest: man, Object: ntpcounter.Object(), Iface: c.iface}
+	first, err := m.Load(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := m.Load(ctx, req)
+	if err != nil {
+		t.Fatalf("replacing on the same XDP hook: %v", err)
+	}
+	if first.Programs[0].ID == second.Programs[0].ID {
+		t.Fatal("the program was not replaced")
+	}
+	// Swap-on-read variant: the link now points at a pivot.
+	swapMan, _ := ParseManifest(ntpcounter.Manifest())
+	for i := range swapMan.Metrics {
+		swapMan.Metrics[i].SwapOnRead = true
+	}
+	req.Manifest = swapMan
+	if _, err := m.Load(ctx, req); err != nil {
+		t.Fatalf("replacing with a swapping probe: %v", err)
+	}
+	bad := req
+	bad.Params = map[string]string{"ntp_port": "70000"}
+	if _, err := m.Load(ctx, bad); err == nil || KindOf(err) != KindInvalid {
+		t.Fatalf("out-of-range parameter: %v", err)
+	}
+	out, err := exec.Command("ip", "-d", "link", "show", c.iface).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "prog/xdp") {
+		t.Fatalf("no XDP program on %s after a failed replacement:\n%s", c.iface, out)
+	}
+	if err := m.Unload("ntp"); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command("ip", "-d", "link", "show", c.iface).CombinedOutput()
+	if strings.Contains(string(out), "prog/xdp") {
+		t.Fatalf("XDP program still attached after unload:\n%s", out)
 	}
 }
