@@ -6,9 +6,12 @@
  *
  * - flows: a hash map keyed by a 5-tuple with a TCP header's fields as value,
  *   up to 1M entries: the read + decode benchmark.
+ * - flows128k: the same with room for 128k entries, to show how much of a
+ *   read is the kernel walking a table's empty buckets.
  * - small: a 1k-entry hash map read with swap-on-read: the swap benchmark.
  * - fill (XDP, run with BPF_PROG_TEST_RUN): inserts `count` entries starting
- *   at `first` into flows (which = 0) or small (which = 1); the three numbers
+ *   at `first` into flows (which = 0), small (which = 1) or flows128k
+ *   (which = 2); the three numbers
  *   are the first 12 bytes of the test packet. It uses bpf_loop, so one run
  *   fills a million entries.
  */
@@ -48,6 +51,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 17);
+	__type(key, struct flow_key);
+	__type(value, struct tcp_fields);
+} flows128k SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct flow_key);
 	__type(value, struct tcp_fields);
@@ -82,7 +92,9 @@ static long fill_one(__u64 i, void *data)
 	};
 	struct tcp_fields *old;
 
-	if (c->which) {
+	if (c->which == 2) {
+		bpf_map_update_elem(&flows128k, &k, &v, BPF_ANY);
+	} else if (c->which) {
 		old = bpf_map_lookup_elem(&small, &k);
 		if (old) {
 			__sync_fetch_and_add(&old->packets, 1);

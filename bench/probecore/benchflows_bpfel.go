@@ -48,9 +48,10 @@ type benchFlowsTcpFields struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchFlowsMapFlows = "flows"
-	benchFlowsMapSmall = "small"
-	benchFlowsProgFill = "fill"
+	benchFlowsMapFlows     = "flows"
+	benchFlowsMapFlows128k = "flows128k"
+	benchFlowsMapSmall     = "small"
+	benchFlowsProgFill     = "fill"
 )
 
 // loadBenchFlows returns the embedded CollectionSpec for benchFlows.
@@ -102,8 +103,9 @@ type benchFlowsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchFlowsMapSpecs struct {
-	Flows *ebpf.MapSpec `ebpf:"flows"`
-	Small *ebpf.MapSpec `ebpf:"small"`
+	Flows     *ebpf.MapSpec `ebpf:"flows"`
+	Flows128k *ebpf.MapSpec `ebpf:"flows128k"`
+	Small     *ebpf.MapSpec `ebpf:"small"`
 }
 
 // benchFlowsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -132,13 +134,15 @@ func (o *benchFlowsObjects) Close() error {
 //
 // It can be passed to loadBenchFlowsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchFlowsMaps struct {
-	Flows *ebpf.Map `ebpf:"flows"`
-	Small *ebpf.Map `ebpf:"small"`
+	Flows     *ebpf.Map `ebpf:"flows"`
+	Flows128k *ebpf.Map `ebpf:"flows128k"`
+	Small     *ebpf.Map `ebpf:"small"`
 }
 
 func (m *benchFlowsMaps) Close() error {
 	return _BenchFlowsClose(
 		m.Flows,
+		m.Flows128k,
 		m.Small,
 	)
 }

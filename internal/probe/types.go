@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -184,6 +185,11 @@ func (v MetricValue) AppendJSON(dst []byte) []byte {
 
 // AppendEntriesJSON appends entries as a JSON array (see AppendJSON).
 func AppendEntriesJSON(dst []byte, es []Entry) []byte {
+	need := 2
+	for _, e := range es {
+		need += len(e.Key) + len(e.Value) + 20
+	}
+	dst = slices.Grow(dst, need)
 	dst = append(dst, '[')
 	for i, e := range es {
 		if i > 0 {
