@@ -117,7 +117,7 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 	if (req.Object == nil) == (req.Source == nil) {
 		return ProbeInfo{}, errorf(KindInvalid, "give exactly one of a compiled object or C source")
 	}
-	hooks, err := resolveHooks(&man, req.Attach, req.Iface)
+	hooks, err := resolveHooks(&man, req.Attach, req.Iface, req.Detached)
 	if err != nil {
 		return ProbeInfo{}, err
 	}
@@ -149,9 +149,24 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 	m.mu.RLock()
 	old := m.probes[req.Name]
 	m.mu.RUnlock()
-	if err := p.attachAll(old); err != nil {
-		p.close()
-		return ProbeInfo{}, err
+	p.detached = req.Detached
+	if !req.Detached {
+		if err := p.attachAll(old); err != nil {
+			p.close()
+			return ProbeInfo{}, err
+		}
+	} else if p.swapping() {
+		for i, pr := range man.Programs {
+			pv, err := newPivot(pr.Name, spec.Programs[pr.Name])
+			if err == nil {
+				p.pivots = append(p.pivots, pv)
+				err = pv.point(p.inst[0].Programs[pr.Name])
+			}
+			if err != nil {
+				p.close()
+				return ProbeInfo{}, errorf(KindRejected, "pivot for %s: %v", man.Programs[i].Name, err)
+			}
+		}
 	}
 	p.loadedAt = time.Now()
 	p.loadDur = time.Since(start)
@@ -168,7 +183,7 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 
 // resolveHooks applies the request's attach overrides and interface to the
 // manifest's hooks and checks that every target exists.
-func resolveHooks(man *Manifest, attach []string, iface string) ([]Hook, error) {
+func resolveHooks(man *Manifest, attach []string, iface string, detached bool) ([]Hook, error) {
 	byProg := map[string]string{}
 	for _, a := range attach {
 		prog, hook, ok := strings.Cut(a, "=")
@@ -199,6 +214,10 @@ func resolveHooks(man *Manifest, attach []string, iface string) ([]Hook, error) 
 		}
 		if h.Network() && h.Target == "" {
 			h.Target = iface
+		}
+		if detached {
+			hooks[i] = h
+			continue
 		}
 		if err := checkHookTarget(h); err != nil {
 			return nil, err
@@ -732,4 +751,84 @@ func (m *Manager) TestRun(name, program string, data []byte, repeat uint32) (uin
 		return ret, nil
 	}
 	return 0, errorf(KindNotFound, "probe %s has no program %q", name, program)
+}
+
+// RawEntry is a map entry as raw bytes, for collectors that decode a
+// built-in probe's records into typed Go values. Values holds one slice per
+// possible CPU for per-CPU maps, else one.
+type RawEntry struct {
+	Key    []byte
+	Values [][]byte
+}
+
+// rawMap finds a map of a probe for raw access. Maps that swap are
+// refused: their contents move between instances.
+func (p *loaded) rawMap(name string) (*ebpf.Map, *mapReader, error) {
+	for _, em := range p.maps {
+		if em.name == name && em.swapped {
+			return nil, nil, errorf(KindInvalid, "map %s of probe %s is read with swap-on-read; raw access would race the swap", name, p.name)
+		}
+	}
+	m := p.inst[0].Maps[name]
+	if m == nil {
+		return nil, nil, errorf(KindNotFound, "probe %s has no map %q", p.name, name)
+	}
+	if p.raw == nil {
+		p.raw = map[string]*mapReader{}
+	}
+	r := p.raw[name]
+	if r == nil {
+		var err error
+		if r, err = newMapReader(name, m); err != nil {
+			return nil, nil, errorf(KindInvalid, "%v", err)
+		}
+		p.raw[name] = r
+	}
+	return m, r, nil
+}
+
+// ReadRaw returns every entry of one of a probe's maps as raw bytes.
+func (m *Manager) ReadRaw(name, mapName string) ([]RawEntry, error) {
+	p, err := m.get(name)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mp, r, err := p.rawMap(mapName)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := r.read(mp, false)
+	if err != nil {
+		return nil, errorf(KindInternal, "%v", err)
+	}
+	out := make([]RawEntry, len(entries))
+	for i, e := range entries {
+		out[i] = RawEntry{Key: e.key, Values: e.vals}
+	}
+	return out, nil
+}
+
+// TakeRaw removes one entry with lookup-and-delete (atomic for that entry)
+// and returns its last value; ok is false when the key was gone.
+func (m *Manager) TakeRaw(name, mapName string, key []byte) (values [][]byte, ok bool, err error) {
+	p, err := m.get(name)
+	if err != nil {
+		return nil, false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mp, r, err := p.rawMap(mapName)
+	if err != nil {
+		return nil, false, err
+	}
+	out, take := r.newValue()
+	if err := mp.LookupAndDelete(key, out); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, false, nil
+		}
+		return nil, false, errorf(KindInternal, "map %s: lookup and delete: %v", mapName, err)
+	}
+	return take(), true, nil
 }

@@ -159,3 +159,45 @@ func TestMapTypes(t *testing.T) {
 		t.Fatal("no ring buffer record within 5 s")
 	}
 }
+
+// TestDetachedRaw: a detached probe attaches nothing yet runs through
+// TestRun; raw reads and lookup-and-delete serve typed collectors.
+func TestDetachedRaw(t *testing.T) {
+	requireBPF(t)
+	m := newTestManager(t)
+	man := &Manifest{Name: "raw", Programs: []Program{{Name: "fill", Hook: "xdp"}},
+		Metrics: []Metric{{Name: "lpm", Map: "lpm_trie", Type: "gauge", ValueField: "packets", SwapOnRead: true}}}
+	info, err := m.Load(context.Background(), LoadRequest{Manifest: man, Object: testobj.Object(), Detached: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Detached || info.Programs[0].Mode != "" {
+		t.Fatalf("not detached: %+v", info)
+	}
+	if ret, err := m.TestRun("raw", "fill", make([]byte, 64), 1); err != nil || ret != 2 {
+		t.Fatalf("test run through the pivot: %d, %v", ret, err)
+	}
+	entries, err := m.ReadRaw("raw", "percpu_hash")
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("raw read: %v, %v", entries, err)
+	}
+	ncpu, _ := ebpf.PossibleCPU()
+	if len(entries[0].Values) != ncpu || len(entries[0].Key) != 16 {
+		t.Fatalf("raw entry shape: key %d bytes, %d values", len(entries[0].Key), len(entries[0].Values))
+	}
+	vals, ok, err := m.TakeRaw("raw", "percpu_hash", entries[0].Key)
+	if err != nil || !ok || len(vals) != ncpu {
+		t.Fatalf("take: %v %v %v", vals, ok, err)
+	}
+	if _, ok, _ := m.TakeRaw("raw", "percpu_hash", entries[0].Key); ok {
+		t.Fatal("entry still there after take")
+	}
+	if _, err := m.ReadRaw("raw", "lpm_trie"); KindOf(err) != KindInvalid {
+		t.Fatalf("raw access to a swapped map: %v", err)
+	}
+	// The pivot fed the active instance: the swap read finds the LPM entry.
+	mv, err := m.ReadMetric("raw", "lpm", ReadOptions{})
+	if err != nil || len(mv.Value) != 1 {
+		t.Fatalf("swap read on a detached probe: %v %v", mv.Value, err)
+	}
+}

@@ -31,6 +31,8 @@ type loaded struct {
 	metrics  map[string]*metricState
 	order    []string // metric names in manifest order
 	streams  []*stream
+	raw      map[string]*mapReader // readers for raw map access
+	detached bool
 	swaps    uint64
 	reads    uint64
 	lastSwap time.Duration // switch + wait + drain of the last swap
@@ -140,7 +142,7 @@ func (p *loaded) info() ProbeInfo {
 	pi := ProbeInfo{
 		Name: p.name, Description: p.manifest.Description, Origin: p.origin,
 		LoadedAt: p.loadedAt, Params: p.params, Swapping: p.swapping(), Swaps: p.swaps,
-		LoadDuration: p.loadDur, LastSwap: p.lastSwap,
+		LoadDuration: p.loadDur, LastSwap: p.lastSwap, Detached: p.detached,
 	}
 	for i, pr := range p.manifest.Programs {
 		prog := p.inst[0].Programs[pr.Name]

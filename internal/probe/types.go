@@ -25,6 +25,9 @@ type LoadRequest struct {
 	Iface string `json:"iface,omitempty"`
 	// Params override the manifest's parameters (constant name -> value).
 	Params map[string]string `json:"params,omitempty"`
+	// Detached loads and verifies the probe but attaches nothing: its
+	// programs run only through TestRun (replays of captures).
+	Detached bool `json:"detached,omitempty"`
 	// Origin is "builtin" or "user" (set by the agent, not the client).
 	Origin string `json:"-"`
 }
@@ -39,6 +42,8 @@ type ProbeInfo struct {
 	Metrics     []MetricInfo      `json:"metrics"`
 	Events      []EventInfo       `json:"events,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
+	// Detached is true for a probe loaded without attaching (replay).
+	Detached bool `json:"detached,omitempty"`
 	// Swapping is true when the probe runs two instances for swap-on-read.
 	Swapping bool `json:"swapping"`
 	// Swaps counts completed swap-on-read cycles.
