@@ -54,7 +54,14 @@ type Collector struct {
 	// Evicted counts flows that vanished from the map (LRU eviction) before
 	// their last packets were reported.
 	Evicted uint64
+	// unreported holds, after each poll, the counts of live flows not yet
+	// reported (for top talkers that include flows still running).
+	unreported []Flow
 }
+
+// Unreported returns what live flows counted since their last report, as of
+// the last poll.
+func (c *Collector) Unreported() []Flow { return c.unreported }
 
 type tracked struct {
 	packets, bytes uint64 // already reported
@@ -106,6 +113,7 @@ func (c *Collector) poll(flush bool) ([]Flow, error) {
 	toWall := func(ns uint64) time.Time { return wall.Add(-time.Duration(int64(mono) - int64(ns))) }
 	seen := make(map[string]bool, len(entries))
 	var out []Flow
+	c.unreported = c.unreported[:0]
 	for _, e := range entries {
 		s, err := c.cfg.Decode(e.Key, e.Values)
 		if err != nil {
@@ -131,6 +139,11 @@ func (c *Collector) poll(flush bool) ([]Flow, error) {
 			reason = ActiveTimeout
 		}
 		if reason == 0 {
+			if s.Packets > t.packets && s.Bytes >= t.bytes {
+				c.unreported = append(c.unreported, Flow{Src: s.Src, Dst: s.Dst, SrcPort: s.SrcPort, DstPort: s.DstPort,
+					Proto: s.Proto, Direction: s.Direction, Ifindex: s.Ifindex,
+					Packets: s.Packets - t.packets, Bytes: s.Bytes - t.bytes})
+			}
 			continue
 		}
 		if reason == IdleTimeout || reason == EndOfFlow {

@@ -38,14 +38,26 @@ const (
 // octetDeltaCount); First and Last are wall-clock times of the first and
 // last packet counted in this record.
 type Flow struct {
-	Src, Dst         netip.Addr // both IPv4 or both IPv6 (never 4-in-6 mapped)
-	SrcPort, DstPort uint16     // 0 for protocols without ports; ICMP: type<<8|code in DstPort
-	Proto            uint8
-	TOS              uint8  // IPv4 TOS / IPv6 traffic class byte
-	TCPFlags         uint8  // OR of the flags seen
-	Ifindex          uint32 // interface the probe is attached to
-	Direction        Direction
-	First, Last      time.Time
-	Packets, Bytes   uint64
-	EndReason        EndReason
+	Src       netip.Addr `json:"src"` // both IPv4 or both IPv6 (never 4-in-6 mapped)
+	Dst       netip.Addr `json:"dst"`
+	SrcPort   uint16     `json:"src_port"` // 0 for protocols without ports
+	DstPort   uint16     `json:"dst_port"` // ICMP: type<<8|code
+	Proto     uint8      `json:"proto"`
+	TOS       uint8      `json:"tos"`       // IPv4 TOS / IPv6 traffic class byte
+	TCPFlags  uint8      `json:"tcp_flags"` // OR of the flags seen
+	Ifindex   uint32     `json:"ifindex"`   // interface the probe is attached to
+	Direction Direction  `json:"direction"`
+	First     time.Time  `json:"first"`
+	Last      time.Time  `json:"last"`
+	Packets   uint64     `json:"packets"`
+	Bytes     uint64     `json:"bytes"`
+	EndReason EndReason  `json:"end_reason,omitempty"`
 }
+
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+var reasons = map[EndReason]string{IdleTimeout: "idle", ActiveTimeout: "active", EndOfFlow: "end", ForcedEnd: "forced", LackOfRes: "evicted"}
+
+func (r EndReason) String() string { return reasons[r] }
+
+func (r EndReason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
