@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rampart-shield/rampart/internal/flow"
 	"github.com/rampart-shield/rampart/internal/probe"
 )
 
@@ -295,4 +297,22 @@ func ReadSSE(r io.Reader, fn func(event string, data []byte) error) error {
 		}
 	}
 	return sc.Err()
+}
+
+// Flows returns the latest n flow records.
+func (c *Client) Flows(ctx context.Context, n int) ([]flow.Flow, error) {
+	var out []flow.Flow
+	err := c.getJSON(ctx, http.MethodGet, "/v1/flows?n="+strconv.Itoa(n), nil, &out)
+	return out, err
+}
+
+// TopTalkers returns the n sources that sent the most bytes (or packets).
+func (c *Client) TopTalkers(ctx context.Context, n int, byPackets bool) ([]flow.Talker, error) {
+	by := "bytes"
+	if byPackets {
+		by = "packets"
+	}
+	var out []flow.Talker
+	err := c.getJSON(ctx, http.MethodGet, "/v1/flows/top?n="+strconv.Itoa(n)+"&by="+by, nil, &out)
+	return out, err
 }

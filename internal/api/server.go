@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"github.com/rampart-shield/rampart/internal/flow"
 	"io"
 	"log/slog"
 	"net/http"
@@ -54,6 +55,15 @@ type Options struct {
 	// KeepAlive is the interval of comment lines on idle event streams
 	// (default 15 s).
 	KeepAlive time.Duration
+	// Flows serves /v1/flows when flow monitoring runs (nil: it does not).
+	Flows Flows
+}
+
+// Flows is the flow service (internal/flow.Service).
+type Flows interface {
+	Recent(n int) []flow.Flow
+	Top(n int, byPackets bool) []flow.Talker
+	prometheus.Collector
 }
 
 // Server is the agent's HTTP API. One Server may serve a unix socket and a
@@ -70,6 +80,8 @@ type Server struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
+	flows Flows
+
 	// peerAllowed decides which uids may use the unix socket.
 	peerAllowed func(uid uint32) bool
 }
@@ -83,6 +95,7 @@ func NewServer(m Manager, opts Options) *Server {
 		maxLoad:     opts.MaxLoadBytes,
 		keepAlive:   opts.KeepAlive,
 		peerAllowed: defaultPeerAllowed,
+		flows:       opts.Flows,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -112,6 +125,9 @@ func NewServer(m Manager, opts Options) *Server {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.requests, s.duration,
 	)
+	if s.flows != nil {
+		own.MustRegister(s.flows)
+	}
 	gatherers := prometheus.Gatherers{own}
 	if c := m.Collector(); c != nil {
 		probes := prometheus.NewRegistry()
@@ -143,6 +159,8 @@ func (s *Server) routes() {
 	h("GET /v1/probes/{name}/events/{stream}", s.events)
 	h("GET /v1/events", s.events)
 	h("GET /metrics", s.metrics)
+	h("GET /v1/flows", s.recentFlows)
+	h("GET /v1/flows/top", s.topFlows)
 }
 
 const (
