@@ -15,6 +15,7 @@ import (
 	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
 	tcpstates "github.com/rampart-shield/rampart/examples/tcp-states"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/probes/flowmon"
 )
 
 type bundle struct {
@@ -27,6 +28,7 @@ var sources = []bundle{
 	{packetcounter.Manifest(), packetcounter.Object()},
 	{ntpcounter.Manifest(), ntpcounter.Object()},
 	{tcpstates.Manifest(), tcpstates.Object()},
+	{flowmon.Manifest(), flowmon.Object()},
 }
 
 var (
