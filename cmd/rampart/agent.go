@@ -21,13 +21,14 @@ import (
 	"github.com/rampart-shield/rampart/probes"
 )
 
-const defaultProbe = "packet-counter"
+const defaultProbe = "flowmon"
 
 type agentFlags struct {
 	config    string
 	listen    string
 	probes    []string
 	noDefault bool
+	ipfix     []string
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -49,23 +50,35 @@ Startup probes come from --probe (repeatable) and the config file:
   --probe NAME@IFACE              the same on interface IFACE
   --probe NAME=PATH/manifest.yaml a probe of yours (its object or source
                                   path is relative to the manifest)
-With neither, the agent loads the built-in packet-counter on the interface
-of the default route (lo when there is none); --no-default skips that. A
-probe that fails to load is logged and skipped; the agent keeps running.
+With neither, the agent loads the built-in flowmon on the interface of the
+default route (lo when there is none), ingress and egress; --no-default
+skips that. A probe that fails to load is logged and skipped; the agent
+keeps running.
+
+Whenever a probe named flowmon runs, the agent turns its counters into flow
+records (rampart flows top|recent, /v1/flows) and exports them as IPFIX to
+every --ipfix collector (host:port, UDP).
 
 The config file (YAML) mirrors the flags; flags win:
   socket: /run/rampart/api.sock
   listen: 0.0.0.0:9443
   token-file: /etc/rampart/token
+  flows:
+    active: 60s          # report long flows at least this often
+    idle: 15s            # a flow without packets this long has ended
+    ipfix: [127.0.0.1:4739]
   probes:
-    - name: packet-counter
+    - name: flowmon
       iface: eth0
     - name: synmon
       manifest: probes/synmon/manifest.yaml   # relative to this file
       attach: [tc-ingress:eth0]
       params: {N_SESSION: 4096}`,
-		Example: `  # Defaults: unix socket, packet-counter on the default-route interface:
+		Example: `  # Defaults: unix socket, flowmon on the default-route interface:
   sudo rampart agent
+
+  # The same, exporting flows as IPFIX to a local nfcapd:
+  sudo rampart agent --ipfix 127.0.0.1:4739
 
   # A config file, and TCP for Prometheus and remote clients:
   sudo rampart agent --config /etc/rampart/agent.yaml --listen 0.0.0.0:9443 --token-file /etc/rampart/token
@@ -79,7 +92,8 @@ The config file (YAML) mirrors the flags; flags win:
 	f.StringVarP(&o.config, "config", "c", "", "YAML config file (flags override it)")
 	f.StringVar(&o.listen, "listen", "", "also serve the API on this TCP address (needs a token)")
 	f.StringArrayVar(&o.probes, "probe", nil, "load at startup: NAME, NAME@IFACE or NAME=MANIFEST[@IFACE] (repeatable)")
-	f.BoolVar(&o.noDefault, "no-default", false, "do not load packet-counter when no probe is configured")
+	f.BoolVar(&o.noDefault, "no-default", false, "do not load flowmon when no probe is configured")
+	f.StringArrayVar(&o.ipfix, "ipfix", nil, "export flow records as IPFIX to this collector, host:port over UDP (repeatable)")
 	return cmd
 }
 
@@ -142,7 +156,11 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 			log.Error("closing the probe manager", "err", err)
 		}
 	}()
-	srv := api.NewServer(m, api.Options{Logger: log, Version: version})
+	flows, err := newFlowService(m, log, cfg.Flows, o.ipfix)
+	if err != nil {
+		return err
+	}
+	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows})
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -168,6 +186,14 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	log.Info("rampart agent running", "version", version, "socket", socket, "pid", os.Getpid())
 
 	loadStartupProbes(ctx, log, m, startup, socket)
+	flowsDone := make(chan struct{})
+	go func() {
+		defer close(flowsDone)
+		flows.Run(ctx)
+	}()
+	// Flush the flows (their last records, IPFIX included) before the
+	// probes are unloaded.
+	defer func() { <-flowsDone }()
 
 	var firstErr error
 	select {

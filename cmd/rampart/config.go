@@ -22,6 +22,16 @@ type agentConfig struct {
 	Listen    string        `json:"listen,omitempty"`
 	TokenFile string        `json:"token-file,omitempty"`
 	Probes    []probeConfig `json:"probes,omitempty"`
+	Flows     flowsConfig   `json:"flows,omitempty"`
+}
+
+// flowsConfig configures flow records from the flowmon probe.
+type flowsConfig struct {
+	// Probe is the name the flowmon probe runs under (default flowmon).
+	Probe  string   `json:"probe,omitempty"`
+	Active string   `json:"active,omitempty"` // duration, default 60s
+	Idle   string   `json:"idle,omitempty"`   // duration, default 15s
+	IPFIX  []string `json:"ipfix,omitempty"`  // collectors, host:port
 }
 
 // probeConfig is one probe the agent loads at startup.

@@ -34,7 +34,7 @@ with what they sent so far, so a flood shows at once, not after it ends.`,
 		Example: `  sudo rampart flows top
   sudo rampart flows top -n 20 --by-packets
   sudo rampart flows top --json | jq '.[0].addr'`,
-		Args:  argsExactly(0, "no arguments"),
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -72,7 +72,7 @@ with the packets and bytes since the flow's previous record, the TCP flags
 seen and why it was reported (idle, active, end, forced, evicted).`,
 		Example: `  sudo rampart flows recent
   sudo rampart flows recent -n 1000 --json > flows.json`,
-		Args:  argsExactly(0, "no arguments"),
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-shield/rampart/internal/probe"
 )
 
 // Service runs a Collector on a timer, keeps recent records and per-source
@@ -87,7 +89,8 @@ func (s *Service) step(flush bool) {
 		out, err = s.col.Poll()
 	}
 	s.mu.Lock()
-	if err != nil {
+	if err != nil && probe.KindOf(err) != probe.KindNotFound {
+		// (No flowmon loaded is not an error: there is nothing to poll.)
 		s.errors++
 		s.log.Warn("flow poll failed", "error", err)
 	}
