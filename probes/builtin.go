@@ -15,6 +15,8 @@ import (
 	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
 	tcpstates "github.com/rampart-shield/rampart/examples/tcp-states"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/probes/cryptofeat"
+	"github.com/rampart-shield/rampart/probes/ddosfeat"
 	"github.com/rampart-shield/rampart/probes/flowmon"
 )
 
@@ -29,6 +31,8 @@ var sources = []bundle{
 	{ntpcounter.Manifest(), ntpcounter.Object()},
 	{tcpstates.Manifest(), tcpstates.Object()},
 	{flowmon.Manifest(), flowmon.Object()},
+	{ddosfeat.Manifest(), ddosfeat.Object()},
+	{cryptofeat.Manifest(), cryptofeat.Object()},
 }
 
 var (
