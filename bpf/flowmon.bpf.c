@@ -30,7 +30,7 @@
  *         The key is zeroed before it is filled: no byte is left undefined.
  *   value struct flow_stats, one per CPU (so the hot path needs no atomic
  *         operation; a reader merges the CPUs):
- *         - first_ns / last_ns: bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the
+ *         - first_ns / last_ns: rp_now(): bpf_ktime_get_ns() (CLOCK_MONOTONIC), or the capture time in a replay, of the
  *           first and last packet this CPU counted for the flow;
  *         - packets: socket buffers counted, one per buffer even for a
  *           GSO/GRO buffer that stands for several wire segments: this is
@@ -73,6 +73,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "rampart.h"
+#include "rp_clock.h"
 
 #ifndef TC_ACT_UNSPEC
 #define TC_ACT_UNSPEC (-1)
@@ -421,7 +422,7 @@ static __always_inline void account(struct __sk_buff *skb, __u8 dir)
 	key.dir = dir;
 	key.ifindex = skb->ifindex;
 
-	now = bpf_ktime_get_ns();
+	now = rp_now();
 
 	val = bpf_map_lookup_elem(&flows, &key);
 	if (!val) {

@@ -832,3 +832,25 @@ func (m *Manager) TakeRaw(name, mapName string, key []byte) (values [][]byte, ok
 	}
 	return take(), true, nil
 }
+
+// ReplayClock is the global a probe reads its time from (bpf/include/rp_clock.h).
+const ReplayClock = "rampart_replay_ns"
+
+// Replay runs a probe's program on one captured packet at its capture time:
+// probes that read the clock through rp_now() see ts instead of the live
+// clock. Probes without the replay clock run as with TestRun.
+func (m *Manager) Replay(name, program string, data []byte, ts uint64) (uint32, error) {
+	p, err := m.get(name)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	v := p.inst[0].Variables[ReplayClock]
+	p.mu.Unlock()
+	if v != nil {
+		if err := v.Set(ts); err != nil {
+			return 0, errorf(KindInternal, "setting the replay clock of %s: %v", name, err)
+		}
+	}
+	return m.TestRun(name, program, data, 1)
+}

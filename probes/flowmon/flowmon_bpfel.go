@@ -45,11 +45,12 @@ type flowmonFlowStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	flowmonMapFlows          = "flows"
-	flowmonMapStats          = "stats"
-	flowmonProgFlowEgress    = "flow_egress"
-	flowmonProgFlowIngress   = "flow_ingress"
-	flowmonVarFmDirectMaxOff = "fm_direct_max_off"
+	flowmonMapFlows           = "flows"
+	flowmonMapStats           = "stats"
+	flowmonProgFlowEgress     = "flow_egress"
+	flowmonProgFlowIngress    = "flow_ingress"
+	flowmonVarFmDirectMaxOff  = "fm_direct_max_off"
+	flowmonVarRampartReplayNs = "rampart_replay_ns"
 )
 
 // loadFlowmon returns the embedded CollectionSpec for flowmon.
@@ -110,7 +111,8 @@ type flowmonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowmonVariableSpecs struct {
-	FmDirectMaxOff *ebpf.VariableSpec `ebpf:"fm_direct_max_off"`
+	FmDirectMaxOff  *ebpf.VariableSpec `ebpf:"fm_direct_max_off"`
+	RampartReplayNs *ebpf.VariableSpec `ebpf:"rampart_replay_ns"`
 }
 
 // flowmonObjects contains all objects after they have been loaded into the kernel.
@@ -148,7 +150,8 @@ func (m *flowmonMaps) Close() error {
 //
 // It can be passed to loadFlowmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowmonVariables struct {
-	FmDirectMaxOff *ebpf.Variable `ebpf:"fm_direct_max_off"`
+	FmDirectMaxOff  *ebpf.Variable `ebpf:"fm_direct_max_off"`
+	RampartReplayNs *ebpf.Variable `ebpf:"rampart_replay_ns"`
 }
 
 // flowmonPrograms contains all programs after they have been loaded into the kernel.
