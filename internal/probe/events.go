@@ -30,7 +30,7 @@ type stream struct {
 	nextID int
 	recent []Event // ring of the last cfg.Keep events
 	head   int
-	done   chan struct{}
+	done   chan struct{} // closed when the reader goroutine has returned
 	onLost func(n uint64)
 }
 

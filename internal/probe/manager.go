@@ -708,11 +708,34 @@ func (m *Manager) Subscribe(probe, streamName string) (<-chan Event, func(), err
 	for _, s := range targets {
 		cancels = append(cancels, s.subscribe(ch))
 	}
-	return ch, func() {
+	// The channel closes when the caller cancels or when every stream it
+	// follows has ended (its probe was unloaded or replaced). Publishers
+	// are unsubscribed first, so nothing sends on a closed channel.
+	stop := make(chan struct{})
+	var once sync.Once
+	cancel := func() { once.Do(func() { close(stop) }) }
+	go func() {
+		if len(targets) > 0 {
+			ended := make(chan struct{})
+			go func() {
+				for _, s := range targets {
+					<-s.done
+				}
+				close(ended)
+			}()
+			select {
+			case <-stop:
+			case <-ended:
+			}
+		} else {
+			<-stop
+		}
 		for _, c := range cancels {
 			c()
 		}
-	}, nil
+		close(ch)
+	}()
+	return ch, cancel, nil
 }
 
 func decoderName(d *btfjson.Decoder) string {

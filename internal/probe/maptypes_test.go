@@ -201,3 +201,39 @@ func TestDetachedRaw(t *testing.T) {
 		t.Fatalf("swap read on a detached probe: %v %v", mv.Value, err)
 	}
 }
+
+// TestSubscriptionEndsOnUnload: event subscribers learn that their probe is
+// gone: the channel closes, after delivering what was sent.
+func TestSubscriptionEndsOnUnload(t *testing.T) {
+	requireBPF(t)
+	m := newTestManager(t)
+	man := &Manifest{Name: "ev", Programs: []Program{{Name: "fill", Hook: "xdp"}},
+		Events: []EventStream{{Name: "records", Map: "ringbuf", Type: "struct event"}}}
+	if _, err := m.Load(context.Background(), LoadRequest{Manifest: man, Object: testobj.Object(), Detached: true}); err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel, err := m.Subscribe("ev", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if _, err := m.TestRun("ev", "fill", make([]byte, 64), 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	if err := m.Unload("ev"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("unexpected event after unload")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription did not end when its probe was unloaded")
+	}
+}
