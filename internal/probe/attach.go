@@ -84,6 +84,58 @@ type attachment struct {
 	bound *ebpf.Program // what is attached now
 	// taken marks a link being handed over to a replacing probe.
 	taken bool
+	// pinPath is where the link is pinned in bpffs ("" when it is not);
+	// adopted marks a pinned link taken over from an earlier agent.
+	pinPath string
+	adopted bool
+}
+
+// pin pins the attachment's link at path (nothing when path is empty).
+// Classic netlink TC filters have no link to pin: they are refused, since
+// the probe asked for its attachments to outlive the agent.
+func (a *attachment) pin(path string) error {
+	if path == "" {
+		return nil
+	}
+	if a.lnk == nil {
+		return errorf(KindRejected, "hook %s: attached with %s, which has no link to pin: pinned attachments need TCX (Linux 6.6) or XDP links", a.hook, a.mode)
+	}
+	if err := a.lnk.Pin(path); err != nil {
+		return &Error{Kind: KindRejected, Msg: fmt.Sprintf("pin the link of %s on %s", a.prog, a.hook), Detail: err.Error(), Err: err}
+	}
+	a.pinPath = path
+	return nil
+}
+
+// unpin removes the link's pin, so closing it detaches the program.
+func (a *attachment) unpin() {
+	if a.pinPath != "" && a.lnk != nil {
+		a.lnk.Unpin()
+		a.pinPath = ""
+	}
+}
+
+// adoptPinnedLink opens the link pinned at path, if there is one, with the
+// program it runs now (to roll back to). It returns nil when nothing is
+// pinned there.
+func adoptPinnedLink(path, progName string, h Hook) (*attachment, *ebpf.Program, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, nil
+	}
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return nil, nil, &Error{Kind: KindRejected, Msg: fmt.Sprintf("open the pinned link %s (remove it to attach anew)", path), Detail: err.Error(), Err: err}
+	}
+	info, err := l.Info()
+	var prev *ebpf.Program
+	if err == nil {
+		prev, err = ebpf.NewProgramFromID(info.Program)
+	}
+	if err != nil {
+		l.Close()
+		return nil, nil, &Error{Kind: KindRejected, Msg: fmt.Sprintf("inspect the pinned link %s", path), Detail: err.Error(), Err: err}
+	}
+	return &attachment{prog: progName, hook: h, mode: "adopted pinned link", lnk: l, bound: prev, pinPath: path, adopted: true}, prev, nil
 }
 
 func (a *attachment) Close() error {
@@ -100,7 +152,7 @@ func (a *attachment) Close() error {
 // XDP allows a single program per interface, so replacing a probe on the
 // same XDP hook must go through an update of the existing link.
 func (a *attachment) canUpdate() bool {
-	return a.hook.Kind == HookXDP && a.lnk != nil
+	return (a.hook.Kind == HookXDP || a.pinPath != "") && a.lnk != nil
 }
 
 func (a *attachment) update(p *ebpf.Program) error {

@@ -24,7 +24,13 @@ type ManagerOptions struct {
 	Logger *slog.Logger
 	// Builtin looks up a built-in probe bundle by name (manifest and object).
 	Builtin func(name string) (*Manifest, []byte, bool)
+	// PinRoot is the bpffs folder under which probes that pin state keep
+	// it, one folder per probe (default /sys/fs/bpf/rampart).
+	PinRoot string
 }
+
+// DefaultPinRoot is where pinned probe state lives unless configured.
+const DefaultPinRoot = "/sys/fs/bpf/rampart"
 
 // Manager is the only code that loads, attaches, swaps and reads BPF objects.
 type Manager struct {
@@ -42,6 +48,9 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.PinRoot == "" {
+		opts.PinRoot = DefaultPinRoot
+	}
 	return &Manager{opts: opts, log: opts.Logger, probes: map[string]*loaded{}, stats: newManagerStats()}, nil
 }
 
@@ -52,6 +61,7 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, p := range m.probes {
+		p.unpinAll()
 		p.close()
 		delete(m.probes, name)
 	}
@@ -139,9 +149,16 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 		return ProbeInfo{}, err
 	}
 
+	pinDir := ""
+	if man.Pin != nil && !req.Detached {
+		if pinDir, err = m.preparePinDir(req.Name, spec, man.Pin); err != nil {
+			return ProbeInfo{}, err
+		}
+	}
+
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
-	p, err := instantiate(req.Name, spec, &man, hooks)
+	p, err := instantiate(req.Name, spec, &man, hooks, pinDir)
 	if err != nil {
 		return ProbeInfo{}, err
 	}
@@ -170,11 +187,15 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 	}
 	p.loadedAt = time.Now()
 	p.loadDur = time.Since(start)
+	p.commit()
 	m.mu.Lock()
 	m.probes[req.Name] = p
 	m.mu.Unlock()
 	if old != nil {
 		old.mu.Lock()
+		// Links old pinned on hooks the new probe does not use go away;
+		// the ones it uses were taken over. Pinned maps are shared.
+		old.unpinLinks()
 		old.close()
 		old.mu.Unlock()
 	}
@@ -364,16 +385,25 @@ func names[V any](m map[string]V) string {
 
 // instantiate loads the collection (the verifier runs here), a second
 // instance when metrics swap, and builds the map decoders.
-func instantiate(name string, spec *ebpf.CollectionSpec, man *Manifest, hooks []Hook) (*loaded, error) {
-	p := &loaded{name: name, manifest: man, spec: spec, hooks: hooks, metrics: map[string]*metricState{}}
+func instantiate(name string, spec *ebpf.CollectionSpec, man *Manifest, hooks []Hook, pinDir string) (*loaded, error) {
+	p := &loaded{name: name, manifest: man, spec: spec, hooks: hooks, metrics: map[string]*metricState{}, pinDir: pinDir}
 	for _, h := range hooks {
 		p.needRCU = p.needRCU || h.preemptible()
 	}
-	a, err := newCollection(spec, nil)
+	existed := existingPins(pinDir, man.Pin)
+	a, err := newCollection(spec, nil, pinDir)
 	if err != nil {
 		return nil, err
 	}
 	p.inst[0] = a
+	if pinDir != "" {
+		for _, mn := range man.Pin.Maps {
+			p.pinnedMaps = append(p.pinnedMaps, a.Maps[mn])
+			if !existed[mn] {
+				p.newPins = append(p.newPins, a.Maps[mn])
+			}
+		}
+	}
 	// Group metrics per map, in manifest order.
 	var mapOrder []string
 	perMap := map[string][]Metric{}
@@ -407,7 +437,7 @@ func instantiate(name string, spec *ebpf.CollectionSpec, man *Manifest, hooks []
 				repl[mn] = mp
 			}
 		}
-		b, err := newCollection(spec, repl)
+		b, err := newCollection(spec, repl, "")
 		if err != nil {
 			p.close()
 			return nil, err
@@ -475,8 +505,9 @@ var kernelTypes = sync.OnceValues(btf.LoadKernelSpec)
 
 // newCollection loads a collection, turning verifier rejections into errors
 // that carry the relevant tail of the verifier log.
-func newCollection(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) (*ebpf.Collection, error) {
+func newCollection(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map, pinDir string) (*ebpf.Collection, error) {
 	opts := ebpf.CollectionOptions{MapReplacements: repl}
+	opts.Maps.PinPath = pinDir
 	if kt, err := kernelTypes(); err == nil {
 		opts.Programs.KernelTypes = kt
 	}
@@ -491,6 +522,9 @@ func newCollection(spec *ebpf.CollectionSpec, repl map[string]*ebpf.Map) (*ebpf.
 			lines = lines[len(lines)-25:]
 		}
 		return nil, &Error{Kind: KindRejected, Msg: "the kernel verifier rejected the program", Detail: strings.Join(lines, "\n"), Err: err}
+	}
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, &Error{Kind: KindRejected, Msg: "a pinned map of an earlier load does not fit this object (its type, sizes or flags changed): unload the probe to remove its pins (" + pinDir + "), then load again", Detail: err.Error(), Err: err}
 	}
 	return nil, &Error{Kind: KindRejected, Msg: "the kernel refused the object", Detail: err.Error(), Err: err}
 }
@@ -514,12 +548,21 @@ func (p *loaded) attachAll(old *loaded) error {
 	rollback := func() {
 		for _, t := range taken {
 			t.a.update(t.prev)
+			if t.a.adopted {
+				// A pinned link of an earlier agent: it goes back to the
+				// program it ran, and stays pinned.
+				t.a.lnk.Close()
+				t.prev.Close()
+			}
 		}
 		var own []*attachment
 		for _, a := range p.attached {
 			if !a.taken {
 				own = append(own, a)
 			}
+		}
+		for _, a := range own {
+			a.unpin()
 		}
 		closeAll(own)
 		p.attached = nil
@@ -540,6 +583,27 @@ func (p *loaded) attachAll(old *loaded) error {
 				return errorf(KindRejected, "pivot for %s: %v", pr.Name, err)
 			}
 			target = pv.prog
+		}
+		if lp := p.linkPin(pr.Name); lp != "" && (old == nil || old.attachmentAt(h) == nil) {
+			// A link pinned by an earlier agent (or an earlier load that
+			// was released): take it over without a gap.
+			a, prev, err := adoptPinnedLink(lp, pr.Name, h)
+			if err != nil {
+				rollback()
+				return err
+			}
+			if a != nil {
+				if err := a.update(target); err != nil {
+					a.lnk.Close()
+					prev.Close()
+					rollback()
+					return &Error{Kind: KindRejected, Msg: fmt.Sprintf("take over the pinned link %s", lp), Detail: err.Error(), Err: err}
+				}
+				taken = append(taken, takeover{a, prev})
+				a.taken = true
+				p.attached = append(p.attached, a)
+				continue
+			}
 		}
 		if old != nil {
 			if oa := old.attachmentAt(h); oa != nil && oa.canUpdate() {
@@ -568,6 +632,9 @@ func (p *loaded) attachAll(old *loaded) error {
 		go func() {
 			defer wg.Done()
 			results[i], errs[i] = attach(f.prog, f.hook, f.target)
+			if errs[i] == nil {
+				errs[i] = results[i].pin(p.linkPin(f.prog))
+			}
 		}()
 	}
 	wg.Wait()
@@ -595,6 +662,11 @@ func (p *loaded) attachAll(old *loaded) error {
 	for _, a := range p.attached {
 		a.taken = false
 	}
+	for _, t := range taken {
+		if t.a.adopted {
+			t.prev.Close()
+		}
+	}
 	return nil
 }
 
@@ -619,9 +691,31 @@ func (m *Manager) Unload(name string) error {
 		return errorf(KindNotFound, "probe %q is not loaded", name)
 	}
 	p.mu.Lock()
+	p.unpinAll()
 	p.close()
 	p.mu.Unlock()
 	m.log.Info("probe unloaded", "probe", name)
+	return nil
+}
+
+// Release stops serving a probe but leaves what it pinned: its pinned
+// links keep its programs attached and its pinned maps keep their contents,
+// for the next load of the same probe (by this agent or the next one) to
+// take over. A probe that pins nothing is simply unloaded.
+func (m *Manager) Release(name string) error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	p := m.probes[name]
+	delete(m.probes, name)
+	m.mu.Unlock()
+	if p == nil {
+		return errorf(KindNotFound, "probe %q is not loaded", name)
+	}
+	p.mu.Lock()
+	p.close()
+	p.mu.Unlock()
+	m.log.Info("probe released, pins kept", "probe", name, "pins", p.pinDir)
 	return nil
 }
 
@@ -876,4 +970,27 @@ func (m *Manager) Replay(name, program string, data []byte, ts uint64) (uint32, 
 		}
 	}
 	return m.TestRun(name, program, data, 1)
+}
+
+// WithMaps lends the maps of a running probe to fn, with the probe's lock
+// held so no read, swap or unload runs meanwhile. It is how the one writer
+// of a probe's state (the firewall's rule compiler) updates it; the maps
+// are valid only inside fn. Maps read with swap-on-read are left out.
+func (m *Manager) WithMaps(name string, fn func(maps map[string]*ebpf.Map) error) error {
+	p, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	maps := make(map[string]*ebpf.Map, len(p.inst[0].Maps))
+	for mn, mp := range p.inst[0].Maps {
+		maps[mn] = mp
+	}
+	for _, em := range p.maps {
+		if em.swapped {
+			delete(maps, em.name)
+		}
+	}
+	return fn(maps)
 }

@@ -29,6 +29,22 @@ type Manifest struct {
 	Metrics    []Metric               `json:"metrics,omitempty"`
 	Events     []EventStream          `json:"events,omitempty"`
 	Parameters map[string]interface{} `json:"parameters,omitempty"`
+	// Pin keeps state in bpffs across agent restarts (see Pinning).
+	Pin *Pinning `json:"pin,omitempty"`
+}
+
+// Pinning keeps a probe's state alive when the agent is not running: the
+// named maps are pinned under the manager's pin root, in a folder named
+// after the probe (/sys/fs/bpf/rampart/NAME/), and the next load of the
+// same probe reuses them, so their contents and counters carry over. With
+// links, the probe's network attachments are pinned too: the programs keep
+// running while the agent is down, and the next load takes the pinned links
+// over with an atomic program update (no gap, no second attachment).
+// Unloading a probe removes its pins; the agent can also release a probe,
+// closing its descriptors but leaving the pins (agent --keep-rules).
+type Pinning struct {
+	Maps  []string `json:"maps,omitempty"`
+	Links bool     `json:"links,omitempty"`
 }
 
 // Program names one program (its C function name) of the object and its hook.
@@ -280,6 +296,22 @@ func (m *Manifest) Validate() error {
 		}
 		if err := checkFormats(e.Formats, false); err != nil {
 			return fmt.Errorf("manifest: event stream %q: %w", e.Name, err)
+		}
+	}
+	if m.Pin != nil {
+		swapped := map[string]bool{}
+		for _, mt := range m.Metrics {
+			if mt.SwapOnRead {
+				swapped[mt.Map] = true
+			}
+		}
+		for _, mn := range m.Pin.Maps {
+			if !nameRE.MatchString(mn) {
+				return fmt.Errorf("manifest: pin: map %q is not a C identifier", mn)
+			}
+			if swapped[mn] {
+				return fmt.Errorf("manifest: pin: map %q is read with swap-on-read, which needs two instances of it: a pinned map has one", mn)
+			}
 		}
 	}
 	for k, v := range m.Parameters {

@@ -2,6 +2,8 @@ package probe
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,6 +38,11 @@ type loaded struct {
 	swaps    uint64
 	reads    uint64
 	lastSwap time.Duration // switch + wait + drain of the last swap
+
+	pinDir     string      // bpffs folder of the probe's pins, "" if none
+	pinnedMaps []*ebpf.Map // maps pinned in pinDir
+	newPins    []*ebpf.Map // pins this load created (undone if it fails)
+	committed  bool
 }
 
 func (p *loaded) swapping() bool { return p.inst[1] != nil }
@@ -159,6 +166,7 @@ func (p *loaded) info() ProbeInfo {
 		}
 		pi.Programs = append(pi.Programs, pinfo)
 	}
+	pi.Pinned = p.pinDir
 	for _, name := range p.order {
 		ms := p.metrics[name]
 		pi.Metrics = append(pi.Metrics, MetricInfo{
@@ -189,6 +197,12 @@ func closeAll(as []*attachment) {
 }
 
 func (p *loaded) close() {
+	if !p.committed {
+		for _, mp := range p.newPins {
+			mp.Unpin()
+		}
+		p.newPins = nil
+	}
 	for _, s := range p.streams {
 		s.close()
 	}
@@ -203,5 +217,41 @@ func (p *loaded) close() {
 	}
 	if p.rcu != nil {
 		p.rcu.Close()
+	}
+}
+
+// linkPin is where the link of program prog is pinned, or "" when the
+// probe does not pin links.
+func (p *loaded) linkPin(prog string) string {
+	if p.pinDir == "" || p.manifest.Pin == nil || !p.manifest.Pin.Links {
+		return ""
+	}
+	return filepath.Join(p.pinDir, "link_"+prog)
+}
+
+// commit marks the probe as serving: from now on closing it keeps its pins
+// (Unload removes them explicitly); before, closing undoes the map pins
+// this load created, so a failed load leaves bpffs as it found it.
+func (p *loaded) commit() {
+	p.committed = true
+	p.newPins = nil
+}
+
+// unpinLinks removes the pins of the links the probe still holds.
+func (p *loaded) unpinLinks() {
+	for _, a := range p.attached {
+		a.unpin()
+	}
+}
+
+// unpinAll removes every pin of the probe: its links (so closing detaches
+// them), its maps and its folder.
+func (p *loaded) unpinAll() {
+	p.unpinLinks()
+	for _, mp := range p.pinnedMaps {
+		mp.Unpin()
+	}
+	if p.pinDir != "" {
+		os.Remove(p.pinDir)
 	}
 }

@@ -46,6 +46,8 @@ type ProbeInfo struct {
 	Detached bool `json:"detached,omitempty"`
 	// Swapping is true when the probe runs two instances for swap-on-read.
 	Swapping bool `json:"swapping"`
+	// Pinned is the bpffs folder of the probe's pins, when it pins state.
+	Pinned string `json:"pinned,omitempty"`
 	// Swaps counts completed swap-on-read cycles.
 	Swaps uint64 `json:"swaps"`
 	// LoadDuration is how long verification and attachment took.
