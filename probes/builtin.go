@@ -17,6 +17,7 @@ import (
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/probes/cryptofeat"
 	"github.com/rampart-shield/rampart/probes/ddosfeat"
+	"github.com/rampart-shield/rampart/probes/firewall"
 	"github.com/rampart-shield/rampart/probes/flowmon"
 )
 
@@ -33,6 +34,7 @@ var sources = []bundle{
 	{flowmon.Manifest(), flowmon.Object()},
 	{ddosfeat.Manifest(), ddosfeat.Object()},
 	{cryptofeat.Manifest(), cryptofeat.Object()},
+	{firewall.Manifest(), firewall.Object()},
 }
 
 var (

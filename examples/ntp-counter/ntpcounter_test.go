@@ -7,7 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/rampart-shield/rampart/examples/internal/bpftest"
+	"github.com/rampart-shield/rampart/internal/bpftest"
 )
 
 const xdpPass = 2

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/rampart-shield/rampart/examples/internal/bpftest"
+	"github.com/rampart-shield/rampart/internal/bpftest"
 )
 
 // tcActUnspec is TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN reports it.

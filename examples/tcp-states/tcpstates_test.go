@@ -16,7 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
-	"github.com/rampart-shield/rampart/examples/internal/bpftest"
+	"github.com/rampart-shield/rampart/internal/bpftest"
 )
 
 func TestStateTransitions(t *testing.T) {
