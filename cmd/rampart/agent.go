@@ -17,7 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-shield/rampart/internal/api"
+	"github.com/rampart-shield/rampart/internal/firewall"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/respond"
 	"github.com/rampart-shield/rampart/probes"
 )
 
@@ -29,6 +31,11 @@ type agentFlags struct {
 	probes    []string
 	noDefault bool
 	ipfix     []string
+	firewall  string
+	keepRules bool
+	mode      string
+	audit     string
+	pinRoot   string
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -94,6 +101,11 @@ The config file (YAML) mirrors the flags; flags win:
 	f.StringArrayVar(&o.probes, "probe", nil, "load at startup: NAME, NAME@IFACE or NAME=MANIFEST[@IFACE] (repeatable)")
 	f.BoolVar(&o.noDefault, "no-default", false, "do not load flowmon when no probe is configured")
 	f.StringArrayVar(&o.ipfix, "ipfix", nil, "export flow records as IPFIX to this collector, host:port over UDP (repeatable)")
+	f.StringVar(&o.firewall, "firewall", "", "run the firewall on this interface (XDP ingress, TC egress; rules with rampart fw)")
+	f.BoolVar(&o.keepRules, "keep-rules", false, "on exit, leave the firewall's rules filtering (pinned) for the next agent to adopt")
+	f.StringVar(&o.mode, "mode", "", "responder mode: observe (default: log what it would do) or enforce")
+	f.StringVar(&o.pinRoot, "pin-root", probe.DefaultPinRoot, "bpffs folder for pinned probe state (the firewall's rules); one per agent")
+	f.StringVar(&o.audit, "audit-file", "", "the responder's audit trail, JSON lines (default /var/lib/rampart/audit.jsonl; - for none)")
 	return cmd
 }
 
@@ -147,7 +159,7 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 		}
 	}
 
-	m, err := probe.NewManager(probe.ManagerOptions{Logger: log, Builtin: probes.Lookup})
+	m, err := probe.NewManager(probe.ManagerOptions{Logger: log, Builtin: probes.Lookup, PinRoot: o.pinRoot})
 	if err != nil {
 		return fmt.Errorf("probe manager: %w", err)
 	}
@@ -160,7 +172,59 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	if err != nil {
 		return err
 	}
-	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows})
+	fwCfg := cfg.Firewall
+	if o.firewall != "" {
+		fwCfg.Iface = o.firewall
+	}
+	if o.keepRules {
+		fwCfg.KeepRules = true
+	}
+	policy := cfg.Respond
+	if o.mode != "" {
+		policy.Mode = o.mode
+	}
+	if o.audit != "" {
+		policy.AuditFile = o.audit
+	}
+	var fw *firewall.Firewall
+	var resp *respond.Responder
+	var fwAPI api.Firewall
+	if fwCfg.Iface != "" {
+		fw, err = firewall.Start(cmd.Context(), firewall.Options{Manager: m, Iface: fwCfg.Iface, Logger: log,
+			OnExpire: func(r firewall.Rule) {
+				if resp != nil {
+					resp.Expired(r)
+				}
+			}})
+		if err != nil {
+			return err
+		}
+		fwAPI = fw
+		defer func() {
+			if err := fw.Close(fwCfg.KeepRules); err != nil {
+				log.Error("closing the firewall", "err", err)
+			} else if fwCfg.KeepRules {
+				log.Info("firewall rules left filtering (--keep-rules); the next agent adopts them", "pins", m.PinDir(firewall.ProbeName))
+			}
+		}()
+		if len(fwCfg.Allowlist) > 0 {
+			if err := fw.Allow(fwCfg.Allowlist...); err != nil {
+				return err
+			}
+		}
+		rules, _ := fw.Rules()
+		log.Info("firewall running", "iface", fwCfg.Iface, "rules", len(rules), "list", "rampart fw list")
+	}
+	var rfw respond.Firewall
+	if fw != nil {
+		rfw = fw
+	}
+	if resp, err = respond.New(respond.Options{Policy: policy, Firewall: rfw, Logger: log}); err != nil {
+		return err
+	}
+	defer resp.Close()
+	log.Info("responder ready", "mode", resp.Mode(), "audit", "rampart respond audit")
+	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows, Firewall: fwAPI, FirewallIface: fwCfg.Iface, Responder: resp})
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -14,15 +14,28 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/respond"
 )
 
 // agentConfig is the agent's config file; it mirrors the agent's flags.
 type agentConfig struct {
-	Socket    string        `json:"socket,omitempty"`
-	Listen    string        `json:"listen,omitempty"`
-	TokenFile string        `json:"token-file,omitempty"`
-	Probes    []probeConfig `json:"probes,omitempty"`
-	Flows     flowsConfig   `json:"flows,omitempty"`
+	Socket    string         `json:"socket,omitempty"`
+	Listen    string         `json:"listen,omitempty"`
+	TokenFile string         `json:"token-file,omitempty"`
+	Probes    []probeConfig  `json:"probes,omitempty"`
+	Flows     flowsConfig    `json:"flows,omitempty"`
+	Firewall  fwConfig       `json:"firewall,omitempty"`
+	Respond   respond.Policy `json:"respond,omitempty"`
+}
+
+// fwConfig configures the firewall.
+type fwConfig struct {
+	// Iface runs the firewall there (XDP ingress, TC egress).
+	Iface string `json:"iface,omitempty"`
+	// Allowlist: prefixes always passed (added at start).
+	Allowlist []string `json:"allowlist,omitempty"`
+	// KeepRules leaves the rules filtering when the agent stops.
+	KeepRules bool `json:"keep-rules,omitempty"`
 }
 
 // flowsConfig configures flow records from the flowmon probe.

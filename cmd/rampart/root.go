@@ -48,7 +48,9 @@ Two halves live in this one binary:
                     API on a unix socket (` + defaultSocket + `, root only)
                     and, with --listen, on TCP with a bearer token.
   rampart probe ... the client: loads, lists, reads and unloads probes by
-                    talking to a running agent.
+                    talking to a running agent; rampart flows, fw and
+                    respond read flows, manage firewall rules and drive
+                    the responder the same way.
 
 A probe is an eBPF object plus a manifest that says where its programs
 attach, which maps are metrics and which ring buffers are event streams.
@@ -58,12 +60,17 @@ manifest and an object or C source.
 The client reaches the agent over --socket (default ` + defaultSocket + `,
 env RAMPART_SOCKET) or, with --server URL (env RAMPART_SERVER), over TCP
 using --token-file or RAMPART_TOKEN.`,
-		Example: `  # Start the agent (it loads packet-counter on the default-route interface):
+		Example: `  # Start the agent (it loads flowmon on the default-route interface):
   sudo rampart agent
 
-  # In another terminal, see what it loaded and read the counters:
+  # In another terminal, see what it loaded, the top talkers, the counters:
   sudo rampart probe list
-  sudo rampart probe metrics packet-counter
+  sudo rampart flows top
+  sudo rampart probe metrics flowmon
+
+  # With the firewall on eth0, block a prefix for ten minutes:
+  sudo rampart agent --firewall eth0
+  sudo rampart fw add --src 198.51.100.0/24 --action drop --ttl 10m
 
   # Talk to a remote agent started with --listen:
   rampart --server http://10.0.0.5:9443 --token-file ./token probe list`,
@@ -90,7 +97,7 @@ using --token-file or RAMPART_TOKEN.`,
 	pf.StringVar(&a.tokenFile, "token-file", "", "file holding the bearer token (the agent reads it for --listen)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(a.agentCommand(), a.probeCommand(), a.flowsCommand(), a.replayCommand(), a.versionCommand())
+	root.AddCommand(a.agentCommand(), a.probeCommand(), a.flowsCommand(), a.fwCommand(), a.alertCommand(), a.replayCommand(), a.versionCommand())
 	a.root = root
 	return root
 }

@@ -16,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rampart-shield/rampart/internal/alert"
+	"github.com/rampart-shield/rampart/internal/firewall"
 	"github.com/rampart-shield/rampart/internal/flow"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/respond"
 )
 
 // Client talks to an agent's API over its unix socket or over TCP.
@@ -315,4 +318,70 @@ func (c *Client) TopTalkers(ctx context.Context, n int, byPackets bool) ([]flow.
 	var out []flow.Talker
 	err := c.getJSON(ctx, http.MethodGet, "/v1/flows/top?n="+strconv.Itoa(n)+"&by="+by, nil, &out)
 	return out, err
+}
+
+// FirewallStatus returns the firewall's interface, rule count, allowlist
+// and packet counters.
+func (c *Client) FirewallStatus(ctx context.Context) (FirewallStatus, error) {
+	var out FirewallStatus
+	err := c.getJSON(ctx, http.MethodGet, "/v1/firewall", nil, &out)
+	return out, err
+}
+
+// Rules lists the firewall rules in order, with counters.
+func (c *Client) Rules(ctx context.Context) ([]firewall.Rule, error) {
+	var out []firewall.Rule
+	err := c.getJSON(ctx, http.MethodGet, "/v1/firewall/rules", nil, &out)
+	return out, err
+}
+
+// Batch applies firewall operations all or nothing and returns the rules.
+func (c *Client) Batch(ctx context.Context, ops []firewall.Op) ([]firewall.Rule, error) {
+	var out []firewall.Rule
+	err := c.getJSON(ctx, http.MethodPost, "/v1/firewall/rules/batch", BatchRequest{Operations: ops}, &out)
+	return out, err
+}
+
+// FlushRules deletes every firewall rule and says how many there were.
+func (c *Client) FlushRules(ctx context.Context) (int, error) {
+	var out map[string]int
+	err := c.getJSON(ctx, http.MethodDelete, "/v1/firewall/rules", nil, &out)
+	return out["deleted"], err
+}
+
+// ChangeAllowlist adds (or, with remove, removes) allowlist prefixes.
+func (c *Client) ChangeAllowlist(ctx context.Context, prefixes []string, remove bool) (PrefixList, error) {
+	var out PrefixList
+	method := http.MethodPost
+	if remove {
+		method = http.MethodDelete
+	}
+	err := c.getJSON(ctx, method, "/v1/firewall/allowlist", PrefixList{Prefixes: prefixes}, &out)
+	return out, err
+}
+
+// SendAlert hands an alert to the agent's responder.
+func (c *Client) SendAlert(ctx context.Context, a alert.Alert) (AlertResult, error) {
+	var out AlertResult
+	err := c.getJSON(ctx, http.MethodPost, "/v1/alerts", a, &out)
+	return out, err
+}
+
+// Alerts lists the recent alerts with the responder's decisions.
+func (c *Client) Alerts(ctx context.Context) ([]AlertResult, error) {
+	var out []AlertResult
+	err := c.getJSON(ctx, http.MethodGet, "/v1/alerts", nil, &out)
+	return out, err
+}
+
+// Audit returns the responder's last n decisions.
+func (c *Client) Audit(ctx context.Context, n int) ([]respond.Decision, error) {
+	var out []respond.Decision
+	err := c.getJSON(ctx, http.MethodGet, "/v1/audit?n="+strconv.Itoa(n), nil, &out)
+	return out, err
+}
+
+// SetMode switches the responder to observe or enforce.
+func (c *Client) SetMode(ctx context.Context, mode string) error {
+	return c.getJSON(ctx, http.MethodPut, "/v1/respond", map[string]string{"mode": mode}, nil)
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,18 @@ func (s *Server) ServeTCPListener(ctx context.Context, ln net.Listener, token st
 		ln.Close()
 		return errors.New("refusing to serve TCP without a token")
 	}
-	return s.serve(ctx, ln, bearerGate(token), nil)
+	gate := bearerGate(token)
+	return s.serve(ctx, ln, func(next http.Handler) http.Handler {
+		return gate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Whoever manages the agent over TCP is never blocked by it.
+			if s.resp != nil {
+				if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+					s.resp.AllowPeer(ap.Addr())
+				}
+			}
+			next.ServeHTTP(w, r)
+		}))
+	}, nil)
 }
 
 // serve runs an http.Server on ln until ctx ends, then shuts it down

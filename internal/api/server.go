@@ -9,11 +9,13 @@ package api
 
 import (
 	"context"
-	"github.com/rampart-shield/rampart/internal/flow"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/rampart-shield/rampart/internal/flow"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -57,6 +59,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// Flows serves /v1/flows when flow monitoring runs (nil: it does not).
 	Flows Flows
+	// Firewall serves /v1/firewall when the firewall runs on FirewallIface.
+	Firewall      Firewall
+	FirewallIface string
+	// Responder handles /v1/alerts and serves /v1/audit and /v1/respond.
+	Responder Responder
 }
 
 // Flows is the flow service (internal/flow.Service).
@@ -82,6 +89,12 @@ type Server struct {
 
 	flows Flows
 
+	fw       Firewall
+	fwIface  string
+	resp     Responder
+	alertsMu sync.Mutex
+	alerts   []AlertResult
+
 	// peerAllowed decides which uids may use the unix socket.
 	peerAllowed func(uid uint32) bool
 }
@@ -96,6 +109,9 @@ func NewServer(m Manager, opts Options) *Server {
 		keepAlive:   opts.KeepAlive,
 		peerAllowed: defaultPeerAllowed,
 		flows:       opts.Flows,
+		fw:          opts.Firewall,
+		fwIface:     opts.FirewallIface,
+		resp:        opts.Responder,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -161,7 +177,28 @@ func (s *Server) routes() {
 	h("GET /metrics", s.metrics)
 	h("GET /v1/flows", s.recentFlows)
 	h("GET /v1/flows/top", s.topFlows)
+	h("GET /v1/firewall", s.firewallStatus)
+	h("GET /v1/firewall/rules", s.listRules)
+	h("POST /v1/firewall/rules", s.addRule)
+	h("DELETE /v1/firewall/rules", s.flushRules)
+	h("PUT /v1/firewall/rules/{id}", s.updateRule)
+	h("DELETE /v1/firewall/rules/{id}", s.deleteRule)
+	h(routeBatch, s.batchRules)
+	h("GET /v1/firewall/allowlist", s.getAllowlist)
+	h("POST /v1/firewall/allowlist", s.changeAllowlist)
+	h("DELETE /v1/firewall/allowlist", s.changeAllowlist)
+	h("GET /v1/alerts", s.listAlerts)
+	h("POST /v1/alerts", s.postAlert)
+	h("GET /v1/audit", s.getAudit)
+	h("GET /v1/respond", s.getMode)
+	h("PUT /v1/respond", s.setMode)
 }
+
+// routeBatch takes up to MaxBatchBytes: 10,000 rules are about 1 MB.
+const routeBatch = "POST /v1/firewall/rules/batch"
+
+// MaxBatchBytes bounds a firewall batch body.
+const MaxBatchBytes = 32 << 20
 
 const (
 	routeLoadPost = "POST /v1/probes"
@@ -207,6 +244,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	limit := int64(MaxBodyBytes)
 	if pattern == routeLoadPost || pattern == routeLoadPut {
 		limit = s.maxLoad
+	}
+	if pattern == routeBatch {
+		limit = MaxBatchBytes
 	}
 	if r.ContentLength > limit {
 		writeTooLarge(w, limit)

@@ -421,3 +421,5 @@ func TestManyPrefixes(t *testing.T) {
 		t.Error("describe")
 	}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/rampart-shield/rampart/internal/firewall"
+	"github.com/rampart-shield/rampart/internal/lab"
+)
+
+// testAgent is the real binary running as the agent in a test.
+type testAgent struct {
+	t    *testing.T
+	bin  string
+	sock string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+}
+
+// buildBinary builds rampart once per test.
+func buildBinary(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rampart")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startRealAgent runs `rampart agent --socket SOCK args...` and waits for its
+// socket. It is stopped (SIGINT, then SIGKILL) at cleanup unless stopped.
+func startRealAgent(t *testing.T, ctx context.Context, bin, sock string, args ...string) *testAgent {
+	t.Helper()
+	os.Remove(sock)
+	a := &testAgent{t: t, bin: bin, sock: sock, log: &syncBuffer{}}
+	a.cmd = exec.CommandContext(ctx, bin, append([]string{"agent", "--socket", sock}, args...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.stop(os.Interrupt)
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.log.String())
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := os.Stat(sock); err == nil {
+			return a
+		}
+		if a.cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("agent socket never appeared:\n%s", a.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop signals the agent and waits (10 s, then SIGKILL).
+func (a *testAgent) stop(sig os.Signal) {
+	if a.cmd.ProcessState != nil {
+		return
+	}
+	a.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { a.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		a.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cli runs a client command against the agent.
+func (a *testAgent) cli(ctx context.Context, args ...string) string {
+	a.t.Helper()
+	out, err := exec.CommandContext(ctx, a.bin, append([]string{"--socket", a.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		a.t.Fatalf("rampart %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (a *testAgent) rules(ctx context.Context) []firewall.Rule {
+	a.t.Helper()
+	var rules []firewall.Rule
+	if err := json.Unmarshal([]byte(a.cli(ctx, "fw", "list", "--json")), &rules); err != nil {
+		a.t.Fatal(err)
+	}
+	return rules
+}
+
+// pings sends n pings from h, 10 ms apart, and returns how many were answered.
+func pings(t *testing.T, ctx context.Context, h *lab.Host, dst netip.Addr, n int) int {
+	t.Helper()
+	got, err := h.Ping(ctx, dst, n, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// attachments counts the BPF links on the interface: XDP and TCX.
+func attachments(t *testing.T, iface string) (xdp, tcx int) {
+	t.Helper()
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var it link.Iterator
+	defer it.Close()
+	for it.Next() {
+		info, err := it.Link.Info()
+		if err != nil {
+			continue
+		}
+		if x := info.XDP(); x != nil && int(x.Ifindex) == ifc.Index {
+			xdp++
+		}
+		if x := info.TCX(); x != nil && int(x.Ifindex) == ifc.Index {
+			tcx++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("iterating links: %v", err)
+	}
+	return
+}
+
+// TestFirewallPersistence: rules applied through the CLI drop a lab host's
+// packets; after kill -9 of the agent they still do; a restarted agent
+// lists the same rules with counters that carried on, without a second
+// attachment; a clean stop removes them.
+func TestFirewallPersistence(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads eBPF programs, pins in bpffs and creates network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := lab.ForTest(t)
+	u, err := l.Uplink(ctx, "attacker", "benign")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker, benign := u.Clients[0], u.Clients[1]
+	iface, server := u.Root.BIface, u.Server
+	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
+	t.Cleanup(func() { os.RemoveAll(pinRoot) })
+	bin := buildBinary(t, ctx)
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	args := []string{"--no-default", "--firewall", iface, "--pin-root", pinRoot, "--audit-file", "-"}
+
+	if got := pings(t, ctx, attacker, server, 5); got != 5 {
+		t.Fatalf("before any rule: %d of 5 pings answered", got)
+	}
+	a := startRealAgent(t, ctx, bin, sock, args...)
+	a.cli(ctx, "fw", "add", "--src", u.Links[0].AAddr.String(), "--action", "drop", "--desc", "attacker")
+	const n = 20
+	if got := pings(t, ctx, attacker, server, n); got != 0 {
+		t.Fatalf("with the drop rule: %d of %d pings answered", got, n)
+	}
+	if got := pings(t, ctx, benign, server, 5); got != 5 {
+		t.Fatalf("benign host: %d of 5 pings answered", got)
+	}
+	before := a.rules(ctx)
+	if len(before) != 1 || before[0].Packets != n {
+		t.Fatalf("rules before the crash: %+v (want 1 rule with %d packets)", before, n)
+	}
+
+	// kill -9: no cleanup runs; the pinned link and maps keep filtering.
+	a.stop(syscall.SIGKILL)
+	if got := pings(t, ctx, attacker, server, n); got != 0 {
+		t.Fatalf("agent dead: %d of %d pings answered; the rules should still drop", got, n)
+	}
+	if got := pings(t, ctx, benign, server, 5); got != 5 {
+		t.Fatalf("agent dead: benign host got %d of 5", got)
+	}
+
+	// Restart: the rules are adopted, counters carried on, one attachment.
+	a = startRealAgent(t, ctx, bin, sock, args...)
+	after := a.rules(ctx)
+	if len(after) != 1 || after[0].Src != before[0].Src || after[0].Description != "attacker" || after[0].Packets != 2*n {
+		t.Fatalf("rules after restart: %+v (want the same rule, %d packets)", after, 2*n)
+	}
+	if xdp, tcx := attachments(t, iface); xdp != 1 || tcx != 1 {
+		t.Fatalf("after restart %s has %d XDP and %d TC programs; want 1 each", iface, xdp, tcx)
+	}
+	if got := pings(t, ctx, attacker, server, 5); got != 0 {
+		t.Fatalf("after restart: %d of 5 answered", got)
+	}
+	if r := a.rules(ctx); r[0].Packets != 2*n+5 {
+		t.Fatalf("counter after restart: %d, want %d", r[0].Packets, 2*n+5)
+	}
+	out := a.cli(ctx, "fw", "status")
+	if !strings.Contains(out, "interface "+iface+", 1 rule") {
+		t.Errorf("fw status:\n%s", out)
+	}
+
+	// --keep-rules is explicit: without it, a clean stop removes the rules.
+	a.stop(os.Interrupt)
+	if got := pings(t, ctx, attacker, server, 5); got != 5 {
+		t.Fatalf("after a clean stop: %d of 5 answered; the rules should be gone", got)
+	}
+	if xdp, tcx := attachments(t, iface); xdp != 0 || tcx != 0 {
+		t.Fatalf("after a clean stop %s still has %d XDP and %d TC programs", iface, xdp, tcx)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(pinRoot, "firewall")); len(entries) != 0 {
+		t.Fatalf("pins left after a clean stop: %v", entries)
+	}
+
+	// With --keep-rules the rules outlive a clean stop too.
+	a = startRealAgent(t, ctx, bin, sock, append(args, "--keep-rules")...)
+	a.cli(ctx, "fw", "add", "--src", u.Links[0].AAddr.String(), "--action", "drop")
+	a.stop(os.Interrupt)
+	if got := pings(t, ctx, attacker, server, 5); got != 0 {
+		t.Fatalf("after a --keep-rules stop: %d of 5 answered", got)
+	}
+	a = startRealAgent(t, ctx, bin, sock, args...)
+	if out := a.cli(ctx, "fw", "flush"); !strings.Contains(out, "deleted 1 rule") {
+		t.Fatalf("fw flush after adopting the kept rule: %q", out)
+	}
+	if got := pings(t, ctx, attacker, server, 5); got != 5 {
+		t.Fatalf("after flush: %d of 5 answered", got)
+	}
+}
