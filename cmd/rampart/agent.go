@@ -66,6 +66,17 @@ Whenever a probe named flowmon runs, the agent turns its counters into flow
 records (rampart flows top|recent, /v1/flows) and exports them as IPFIX to
 every --ipfix collector (host:port, UDP).
 
+--firewall IFACE runs the built-in firewall there: XDP on ingress, TC on
+egress, rules managed with rampart fw. Its rules and counters are pinned in
+bpffs (--pin-root): they keep filtering if the agent dies, and the next
+agent adopts them. A clean stop removes them unless --keep-rules.
+
+The responder turns alerts (from the agent's detectors, or POST /v1/alerts
+and rampart respond alert) into firewall blocks, process kills or socket
+closes by the respond: policy. --mode observe (the default) only records
+what it would do; enforce acts. Every decision goes to the audit trail
+(--audit-file, and rampart respond audit).
+
 The config file (YAML) mirrors the flags; flags win:
   socket: /run/rampart/api.sock
   listen: 0.0.0.0:9443
@@ -80,7 +91,19 @@ The config file (YAML) mirrors the flags; flags win:
     - name: synmon
       manifest: probes/synmon/manifest.yaml   # relative to this file
       attach: [tc-ingress:eth0]
-      params: {N_SESSION: 4096}`,
+      params: {N_SESSION: 4096}
+  firewall:
+    iface: eth0
+    allowlist: [192.0.2.0/24]  # always passed, never blocked
+    keep-rules: false
+  respond:
+    mode: observe            # or enforce
+    max-per-second: {block: 10, kill: 1}
+    allowlist: [203.0.113.7] # besides own addresses, gateways, API peers
+    rules:                   # first match decides; none: follow suggestions
+      - {kind: "*-flood", action: block, duration: 10m, prefix-v4: 32}
+      - {kind: redos, action: kill, signal: KILL}
+      - {kind: slow*, action: close-sockets}`,
 		Example: `  # Defaults: unix socket, flowmon on the default-route interface:
   sudo rampart agent
 
@@ -89,6 +112,9 @@ The config file (YAML) mirrors the flags; flags win:
 
   # A config file, and TCP for Prometheus and remote clients:
   sudo rampart agent --config /etc/rampart/agent.yaml --listen 0.0.0.0:9443 --token-file /etc/rampart/token
+
+  # The firewall on eth0, and a responder that acts on alerts:
+  sudo rampart agent --firewall eth0 --mode enforce
 
   # Only your own probe, on eth1:
   sudo rampart agent --no-default --probe synmon=./synmon/manifest.yaml@eth1`,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -225,5 +226,34 @@ func TestDefaultRouteIface(t *testing.T) {
 		if got := defaultRouteIface(strings.NewReader(tt.table)); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestHelpConfigParses: the config file shown in `agent --help` is valid,
+// responder policy included.
+func TestHelpConfigParses(t *testing.T) {
+	long := newApp(io.Discard, io.Discard, nil).agentCommand().Long
+	_, rest, ok := strings.Cut(long, "flags win:\n")
+	if !ok {
+		t.Fatal("no config example in agent --help")
+	}
+	var lines []string
+	for _, l := range strings.Split(rest, "\n") {
+		if !strings.HasPrefix(l, "  ") {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600)
+	cfg, err := readAgentConfig(path)
+	if err != nil {
+		t.Fatalf("the help's config does not parse: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	if cfg.Firewall.Iface != "eth0" || len(cfg.Respond.Rules) != 3 {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	if _, err := cfg.Respond.Check(); err != nil {
+		t.Fatalf("the help's respond policy: %v", err)
 	}
 }
