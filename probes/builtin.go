@@ -19,6 +19,7 @@ import (
 	"github.com/rampart-shield/rampart/probes/ddosfeat"
 	"github.com/rampart-shield/rampart/probes/firewall"
 	"github.com/rampart-shield/rampart/probes/flowmon"
+	"github.com/rampart-shield/rampart/probes/hoststat"
 )
 
 type bundle struct {
@@ -35,6 +36,7 @@ var sources = []bundle{
 	{ddosfeat.Manifest(), ddosfeat.Object()},
 	{cryptofeat.Manifest(), cryptofeat.Object()},
 	{firewall.Manifest(), firewall.Object()},
+	{hoststat.Manifest(), hoststat.Object()},
 }
 
 var (
