@@ -216,6 +216,34 @@ func (f *Firewall) Rules() ([]Rule, error) {
 func (f *Firewall) Apply(ops []Op) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.apply(ops)
+}
+
+// Extend moves the expiry of every rule that match accepts (given the rule
+// as Rules lists it, counters aside) to expires, atomically with respect
+// to other changes, and returns the rules it extended.
+func (f *Firewall) Extend(match func(Rule) bool, expires time.Time) ([]Rule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ops []Op
+	var out []Rule
+	for i, e := range f.rules {
+		r := e.n.rule()
+		r.ID = i + 1
+		if !match(r) {
+			continue
+		}
+		r.Expires = expires
+		ops = append(ops, Op{Op: "update", ID: i + 1, Rule: r})
+		out = append(out, r)
+	}
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	return out, f.apply(ops)
+}
+
+func (f *Firewall) apply(ops []Op) error {
 	now := time.Now()
 	next := slices.Clone(f.rules)
 	const fresh = ^uint32(0)
@@ -553,11 +581,16 @@ func (f *Firewall) expire(now time.Time) {
 			gone = append(gone, r)
 		}
 	}
+	var err error
+	if len(ops) > 0 {
+		// Under the same lock as the listing, so the ids are still right.
+		err = f.apply(ops)
+	}
 	f.mu.Unlock()
 	if len(ops) == 0 {
 		return
 	}
-	if err := f.Apply(ops); err != nil {
+	if err != nil {
 		f.log.Warn("firewall: removing expired rules", "error", err)
 		return
 	}

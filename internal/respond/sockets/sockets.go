@@ -11,10 +11,12 @@
 // Destroying needs CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY.
 //
 // MPTCP sockets (Go has listened with MPTCP by default since Go 1.24) show up
-// in the TCP dump as their TCP subflows, which the kernel refuses to destroy
-// (EINVAL, as with ss -K). Destroy shuts those down instead, through a
-// duplicate of the process's file descriptor (pidfd_getfd, which needs
-// ptrace rights over the process: CAP_SYS_PTRACE).
+// in the TCP dump as their TCP subflows, and SOCK_DESTROY does not close them:
+// the kernel refuses it for a listening subflow (EINVAL, as with ss -K), and
+// destroying an established subflow leaves the MPTCP socket above it open,
+// with its owner still blocked. Destroy shuts those sockets down instead,
+// through a duplicate of the process's file descriptor (pidfd_getfd, which
+// needs ptrace rights over the process: CAP_SYS_PTRACE).
 package sockets
 
 import (
@@ -150,9 +152,10 @@ func ofProcess(pid int) ([]Socket, *conn, error) {
 // since been replaced by another with the same addresses is left alone. A
 // socket that no longer exists gives an error wrapping unix.ENOENT.
 //
-// An MPTCP socket, which SOCK_DESTROY refuses, is shut down (shutdown(2)
-// SHUT_RDWR: a listener stops listening, a connection is closed with a FIN,
-// not a RST) through the file descriptor it was listed under.
+// An MPTCP socket is first shut down (shutdown(2) SHUT_RDWR) through the file
+// descriptor it was listed under: a listener stops listening, and the owner
+// of a connection reads EOF rather than getting ECONNABORTED. The subflow of
+// a connection is then destroyed, so the peer gets a RST.
 func Destroy(s Socket) error {
 	c, err := dial(s.ns)
 	if err != nil {
@@ -399,7 +402,7 @@ func (c *conn) roundTrip(op string, msg []byte, fn func(message)) error {
 		return fmt.Errorf("%s: sending request: %w", op, err)
 	}
 	for {
-		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		n, _, flags, _, err := unix.Recvmsg(c.fd, c.buf, nil, 0)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
@@ -407,6 +410,8 @@ func (c *conn) roundTrip(op string, msg []byte, fn func(message)) error {
 			return fmt.Errorf("%s: no reply from the kernel within %v", op, replyTimeout)
 		case err != nil:
 			return fmt.Errorf("%s: reading reply: %w", op, err)
+		case flags&unix.MSG_TRUNC != 0:
+			return fmt.Errorf("%s: reply larger than %d bytes", op, len(c.buf))
 		}
 		msgs, err := parseMessages(c.buf[:n])
 		if err != nil {
@@ -586,10 +591,26 @@ func sockID(s Socket) ([sizeofSockID]byte, error) {
 	return id, nil
 }
 
-// destroy sends SOCK_DESTROY for s. A socket that is gone, or whose tuple now
-// belongs to another socket (the kernel's ESTALE on a cookie mismatch), gives
-// an error wrapping unix.ENOENT.
+// destroy closes s, as Destroy describes.
 func (c *conn) destroy(s Socket) error {
+	if !s.MPTCP {
+		return c.sockDestroy(s)
+	}
+	if err := shutdownMPTCP(s); err != nil {
+		return err
+	}
+	if s.State != StateListen {
+		// Best effort, to reset the peer now: the socket is already closed
+		// for its owner, and the subflow may be gone with the shutdown.
+		c.sockDestroy(s)
+	}
+	return nil
+}
+
+// sockDestroy sends SOCK_DESTROY for s. A socket that is gone, or whose tuple
+// now belongs to another socket (the kernel's ESTALE on a cookie mismatch),
+// gives an error wrapping unix.ENOENT.
+func (c *conn) sockDestroy(s Socket) error {
 	const op = opDestroy
 	id, err := sockID(s)
 	if err != nil {
@@ -597,25 +618,24 @@ func (c *conn) destroy(s Socket) error {
 	}
 	msg := c.request(unix.SOCK_DESTROY, unix.NLM_F_REQUEST|unix.NLM_F_ACK, uint8(s.Family), 0, 0, id)
 	err = c.roundTrip(op, msg, func(message) {})
-	if s.MPTCP && errors.Is(err, unix.EINVAL) {
-		return shutdownMPTCP(s)
-	}
 	if errors.Is(err, unix.ESTALE) {
 		return fmt.Errorf("%s: socket was replaced by another with the same addresses: %w", op, unix.ENOENT)
 	}
 	if errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("%s: socket no longer exists: %w", op, unix.ENOENT)
 	}
+	if errors.Is(err, unix.EINVAL) && s.State == StateListen {
+		return fmt.Errorf("%w (an MPTCP listener? those can only be shut down through a Socket from OfProcess)", err)
+	}
 	return err
 }
 
 // shutdownMPTCP shuts down an MPTCP socket through a duplicate of the file
-// descriptor its process holds it as: the kernel cannot destroy MPTCP
-// subflows with SOCK_DESTROY.
+// descriptor its process holds it as.
 func shutdownMPTCP(s Socket) error {
 	const op = "mptcp shutdown"
 	if s.owner <= 0 {
-		return fmt.Errorf("%s: SOCK_DESTROY refuses MPTCP sockets, and this one was not listed from a process", op)
+		return fmt.Errorf("%s: SOCK_DESTROY cannot close MPTCP sockets, and this one was not listed from a process", op)
 	}
 	gone := func(why string) error {
 		return fmt.Errorf("%s: %s: %w", op, why, unix.ENOENT)

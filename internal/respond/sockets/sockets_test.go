@@ -239,7 +239,7 @@ func (c *child) wait() int {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: reading another process's /proc/PID/fd and SOCK_DESTROY need privileges (CAP_SYS_PTRACE/CAP_NET_ADMIN)")
+		t.Skip("needs root: SOCK_DESTROY needs CAP_NET_ADMIN, entering a network namespace CAP_SYS_ADMIN, pidfd_getfd CAP_SYS_PTRACE")
 	}
 }
 
