@@ -12,7 +12,7 @@
  *        11211), and how many (source, destination, protocol) pairs were
  *        new to the `sources` table (a new-flows rate).
  * sources: per (destination, source, protocol), cumulative packets, bytes,
- *        SYNs, packets that carried an ACK with payload (evidence of an
+ *        SYNs, segments that carried an ACK and data (evidence of an
  *        established connection: spoofed floods do not complete handshakes)
  *        and the last destination port. LRU: under a flood from random
  *        sources it forgets the oldest pairs; the hosts counters stay exact.
@@ -122,14 +122,6 @@ static __always_inline void to_mapped(__u8 *out, const __u8 *addr, __u8 family)
 	}
 }
 
-/* tcp_has_payload tells whether a TCP segment carries data, cheaply: a
- * segment without data is at most Ethernet + IP + 60 bytes of TCP header
- * (IPv4 options are rare enough to ignore here). */
-static __always_inline int tcp_has_payload(__u8 family, __u64 len)
-{
-	return len > (family == 4 ? 14 + 20 + 60 : 14 + 40 + 60);
-}
-
 SEC("tc")
 int hoststat_ingress(struct __sk_buff *skb)
 {
@@ -225,7 +217,7 @@ int hoststat_ingress(struct __sk_buff *skb)
 	if (p.proto == IPPROTO_TCP && p.has_l4) {
 		if ((fl & 0x12) == 0x02)
 			s->syn++;
-		else if ((fl & 0x10) && tcp_has_payload(p.family, len))
+		else if ((fl & 0x10) && p.payload > 0)
 			s->established += segs;
 	}
 	return TC_ACT_UNSPEC;

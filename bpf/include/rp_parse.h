@@ -26,6 +26,7 @@ struct rp_pkt {
 	__u8 frag;    /* part of a fragmented datagram */
 	__u8 pad[3];
 	__u16 sport, dport; /* host order */
+	__u32 payload; /* TCP data bytes (IP length - headers), UDP length - 8 */
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -51,6 +52,7 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 	}
 	__u8 l4;
 	int first_frag = 1;
+	__u32 ip_len, l3hdr;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = cur;
 		if ((void *)(ip + 1) > data_end)
@@ -61,6 +63,8 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 		if (cur + hl > data_end)
 			return -1;
 		p->family = 4;
+		ip_len = bpf_ntohs(ip->tot_len);
+		l3hdr = hl;
 		__builtin_memcpy(p->saddr, &ip->saddr, 4);
 		__builtin_memcpy(p->daddr, &ip->daddr, 4);
 		l4 = ip->protocol;
@@ -76,6 +80,8 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 		if (ip6->version != 6)
 			return -1;
 		p->family = 6;
+		ip_len = 40 + bpf_ntohs(ip6->payload_len);
+		l3hdr = 40;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
 		l4 = ip6->nexthdr;
@@ -93,6 +99,7 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 					first_frag = 0;
 				l4 = fh->nexthdr;
 				cur = fh + 1;
+				l3hdr += 8;
 				continue;
 			}
 			if (l4 != IPPROTO_HOPOPTS && l4 != IPPROTO_ROUTING && l4 != IPPROTO_DSTOPTS && l4 != IPPROTO_MH)
@@ -104,6 +111,7 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 			}
 			l4 = oh->nexthdr;
 			cur += (oh->hdrlen + 1) * 8;
+			l3hdr += (oh->hdrlen + 1) * 8;
 		}
 	} else {
 		return 1;
@@ -119,6 +127,8 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 		p->sport = bpf_ntohs(th->source);
 		p->dport = bpf_ntohs(th->dest);
 		p->tcp_flags = ((__u8 *)th)[13];
+		__u32 hdrs = l3hdr + th->doff * 4;
+		p->payload = ip_len > hdrs ? ip_len - hdrs : 0;
 	} else if (l4 == IPPROTO_UDP) {
 		struct udphdr *uh = cur;
 		if ((void *)(uh + 1) > data_end)
@@ -126,6 +136,8 @@ static __always_inline int rp_parse(void *data, void *data_end, struct rp_pkt *p
 		p->has_l4 = 1;
 		p->sport = bpf_ntohs(uh->source);
 		p->dport = bpf_ntohs(uh->dest);
+		__u16 ul = bpf_ntohs(uh->len);
+		p->payload = ul > 8 ? ul - 8 : 0;
 	}
 	return 0;
 }

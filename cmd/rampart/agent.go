@@ -13,10 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rampart-shield/rampart/internal/alert"
 	"github.com/rampart-shield/rampart/internal/api"
+	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/firewall"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/respond"
@@ -36,6 +39,7 @@ type agentFlags struct {
 	mode      string
 	audit     string
 	pinRoot   string
+	noDetect  bool
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -130,6 +134,7 @@ The config file (YAML) mirrors the flags; flags win:
 	f.StringVar(&o.firewall, "firewall", "", "run the firewall on this interface (XDP ingress, TC egress; rules with rampart fw)")
 	f.BoolVar(&o.keepRules, "keep-rules", false, "on exit, leave the firewall's rules filtering (pinned) for the next agent to adopt")
 	f.StringVar(&o.mode, "mode", "", "responder mode: observe (default: log what it would do) or enforce")
+	f.BoolVar(&o.noDetect, "no-detect", false, "do not run the threshold detector (it runs with --firewall)")
 	f.StringVar(&o.pinRoot, "pin-root", probe.DefaultPinRoot, "bpffs folder for pinned probe state (the firewall's rules); one per agent")
 	f.StringVar(&o.audit, "audit-file", "", "the responder's audit trail, JSON lines (default /var/lib/rampart/audit.jsonl; - for none)")
 	return cmd
@@ -251,6 +256,12 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	defer resp.Close()
 	log.Info("responder ready", "mode", resp.Mode(), "audit", "rampart respond audit")
 	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows, Firewall: fwAPI, FirewallIface: fwCfg.Iface, Responder: resp})
+	detector, err := startDetection(cmd.Context(), log, m, cfg.Detect, fwCfg.Iface, o.noDetect, func(a alert.Alert) {
+		srv.RecordAlert(a, resp.Handle(a))
+	})
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -276,6 +287,10 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	log.Info("rampart agent running", "version", version, "socket", socket, "pid", os.Getpid())
 
 	loadStartupProbes(ctx, log, m, startup, socket)
+	if detector != nil {
+		go detector.Run(ctx)
+	}
+	go resp.Run(ctx, time.Second)
 	flowsDone := make(chan struct{})
 	go func() {
 		defer close(flowsDone)
@@ -305,6 +320,36 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 		return fmt.Errorf("API server: %w", firstErr)
 	}
 	return nil
+}
+
+// startDetection loads hoststat on the detection interface (by default the
+// firewall's) and returns the threshold detector's service, or nil when
+// detection is off.
+func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc detectConfig, fwIface string, off bool, onAlert func(alert.Alert)) (*threshold.Service, error) {
+	iface := dc.Iface
+	if iface == "" {
+		iface = fwIface
+	}
+	if off || dc.Off || iface == "" {
+		return nil, nil
+	}
+	interval := time.Second
+	if dc.Interval != "" {
+		d, err := time.ParseDuration(dc.Interval)
+		if err != nil || d < 100*time.Millisecond || d > time.Minute {
+			return nil, fmt.Errorf("detect: interval %q: want 100ms to 1m", dc.Interval)
+		}
+		interval = d
+	}
+	det, err := threshold.New(dc.Threshold)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Load(ctx, probe.LoadRequest{Name: "hoststat", Iface: iface}); err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	log.Info("threshold detector running", "iface", iface, "interval", interval, "alerts", "rampart respond audit")
+	return &threshold.Service{Manager: m, Probe: "hoststat", Detector: det, Interval: interval, OnAlert: onAlert, Log: log}, nil
 }
 
 // agentToken reads the TCP token from tokenFile or, when none is given,

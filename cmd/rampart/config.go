@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/respond"
 )
@@ -26,6 +27,18 @@ type agentConfig struct {
 	Flows     flowsConfig    `json:"flows,omitempty"`
 	Firewall  fwConfig       `json:"firewall,omitempty"`
 	Respond   respond.Policy `json:"respond,omitempty"`
+	Detect    detectConfig   `json:"detect,omitempty"`
+}
+
+// detectConfig configures the network detectors.
+type detectConfig struct {
+	// Off: no detection even with a firewall running.
+	Off bool `json:"off,omitempty"`
+	// Iface watched by hoststat (default: the firewall's).
+	Iface string `json:"iface,omitempty"`
+	// Interval between looks (default 1s).
+	Interval  string           `json:"interval,omitempty"`
+	Threshold threshold.Config `json:"threshold,omitempty"`
 }
 
 // fwConfig configures the firewall.

@@ -53,6 +53,14 @@ type Subject struct {
 	Comm    string   `json:"comm,omitempty"`
 	// Conn is the offending connection as "SRC:PORT->DST:PORT".
 	Conn string `json:"conn,omitempty"`
+	// The attack's signature, for a filter when its sources are too many
+	// (or spoofed) to block: UDP/TCP source port (amplification), TCP
+	// flags ("syn,!ack"); Dst, Proto and Port above complete it.
+	SrcPort  uint16 `json:"src_port,omitempty"`
+	TCPFlags string `json:"tcp_flags,omitempty"`
+	// Verified are clients known to be real (they completed connections):
+	// a filter lets them through.
+	Verified []string `json:"verified,omitempty"`
 }
 
 // Check fills the ID and time when missing and validates what a responder
@@ -75,9 +83,22 @@ func (a *Alert) Check(now time.Time) error {
 	if len(a.Subject.Sources) > 10000 {
 		return fmt.Errorf("alert: %d sources; at most 10000", len(a.Subject.Sources))
 	}
+	if len(a.Subject.Verified) > 10000 {
+		return fmt.Errorf("alert: %d verified clients; at most 10000", len(a.Subject.Verified))
+	}
 	for _, s := range a.Subject.Sources {
 		if _, err := ParsePrefix(s); err != nil {
 			return fmt.Errorf("alert: source %q: %v", s, err)
+		}
+	}
+	for _, s := range a.Subject.Verified {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return fmt.Errorf("alert: verified client %q: not an address", s)
+		}
+	}
+	if a.Subject.Dst != "" {
+		if _, err := netip.ParseAddr(a.Subject.Dst); err != nil {
+			return fmt.Errorf("alert: dst %q: not an address", a.Subject.Dst)
 		}
 	}
 	if a.Subject.PID < 0 {

@@ -27,6 +27,10 @@ const (
 	ActKill         = "kill"
 	ActCloseSockets = "close-sockets"
 	ActLog          = "log"
+	// ActFilter drops the attack's signature (destination, protocol,
+	// ports, TCP flags) from everyone but the verified clients and the
+	// allowlist: for floods from too many (or spoofed) sources to block.
+	ActFilter = "filter"
 	// ActSuggested follows the alert's own suggestion.
 	ActSuggested = "suggested"
 )
@@ -47,6 +51,10 @@ type Policy struct {
 	// and the peers of the API.
 	Allowlist []string `json:"allowlist,omitempty"`
 	AllowOwn  *bool    `json:"allow-own,omitempty"`
+	// KeepPPS: a block or filter that still drops at least this many
+	// packets/s when it nears its expiry is extended by its duration
+	// (default 100); one that drops less expires: the attack is over.
+	KeepPPS float64 `json:"keep-pps,omitempty"`
 	// AuditFile receives one JSON line per decision (default
 	// /var/lib/rampart/audit.jsonl; "-" for none).
 	AuditFile string `json:"audit-file,omitempty"`
@@ -60,7 +68,8 @@ type PolicyRule struct {
 	Detector string `json:"detector,omitempty"`
 	// MinScore: the rule applies only when score >= MinScore.
 	MinScore float64 `json:"min-score,omitempty"`
-	// Action: block, ratelimit, kill, close-sockets, log or suggested.
+	// Action: block, ratelimit, filter, kill, close-sockets, log or
+	// suggested.
 	Action string `json:"action"`
 	// Duration of a block or rate limit (default 10m): it expires then
 	// unless the attack goes on and a new alert extends it.
@@ -81,7 +90,7 @@ var signals = map[string]syscall.Signal{
 	"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP,
 }
 
-var defaultMax = map[string]float64{ActBlock: 10, ActRateLimit: 10, ActKill: 1, ActCloseSockets: 5}
+var defaultMax = map[string]float64{ActBlock: 10, ActRateLimit: 10, ActFilter: 10, ActKill: 1, ActCloseSockets: 5}
 
 // compiled is a checked policy rule.
 type compiled struct {
@@ -92,6 +101,12 @@ type compiled struct {
 
 // Check validates a policy and fills its defaults.
 func (p *Policy) Check() ([]compiled, error) {
+	if p.KeepPPS < 0 {
+		return nil, fmt.Errorf("respond: keep-pps %v: want >= 0", p.KeepPPS)
+	}
+	if p.KeepPPS == 0 {
+		p.KeepPPS = 100
+	}
 	switch p.Mode {
 	case "":
 		p.Mode = Observe
@@ -101,7 +116,7 @@ func (p *Policy) Check() ([]compiled, error) {
 	}
 	for k, v := range p.MaxPerSecond {
 		if _, ok := defaultMax[k]; !ok {
-			return nil, fmt.Errorf("respond: max-per-second: unknown action %q (block, ratelimit, kill, close-sockets)", k)
+			return nil, fmt.Errorf("respond: max-per-second: unknown action %q (block, ratelimit, filter, kill, close-sockets)", k)
 		}
 		if v <= 0 || v > 100000 {
 			return nil, fmt.Errorf("respond: max-per-second %s: %v, want 0 < n <= 100000", k, v)
@@ -123,9 +138,9 @@ func (p *Policy) Check() ([]compiled, error) {
 			}
 		}
 		switch r.Action {
-		case ActBlock, ActRateLimit, ActKill, ActCloseSockets, ActLog, ActSuggested:
+		case ActBlock, ActRateLimit, ActFilter, ActKill, ActCloseSockets, ActLog, ActSuggested:
 		default:
-			return nil, bad("action %q: want block, ratelimit, kill, close-sockets, log or suggested", r.Action)
+			return nil, bad("action %q: want block, ratelimit, filter, kill, close-sockets, log or suggested", r.Action)
 		}
 		if r.Duration != "" {
 			d, err := time.ParseDuration(r.Duration)

@@ -20,6 +20,7 @@ import (
 type Firewall interface {
 	Apply(ops []firewall.Op) error
 	Rules() ([]firewall.Rule, error)
+	Extend(match func(firewall.Rule) bool, expires time.Time) ([]firewall.Rule, error)
 	Allowed(addr netip.Addr) bool
 }
 
@@ -94,6 +95,10 @@ type Responder struct {
 	audit   *os.File
 	ownAt   time.Time
 	own     []netip.Prefix
+
+	durations map[string]time.Duration // rule group (description) -> block duration
+	seen      map[string]uint64        // rule -> packets at the last re-check
+	seenAt    time.Time
 }
 
 type bucket struct {
@@ -123,7 +128,8 @@ func New(opts Options) (*Responder, error) {
 		opts.Own = OwnAddresses
 	}
 	r := &Responder{opts: opts, log: opts.Logger, rules: rules, mode: opts.Policy.Mode,
-		buckets: map[string]*bucket{}, peers: map[netip.Addr]bool{}, counts: map[[2]string]uint64{}}
+		buckets: map[string]*bucket{}, peers: map[netip.Addr]bool{}, counts: map[[2]string]uint64{},
+		durations: map[string]time.Duration{}, seen: map[string]uint64{}}
 	for _, s := range opts.Policy.Allowlist {
 		p, err := alert.ParsePrefix(s)
 		if err != nil {
@@ -270,6 +276,8 @@ func (r *Responder) Handle(a alert.Alert) []Decision {
 	switch act {
 	case ActBlock, ActRateLimit:
 		return r.block(a, *rule, base)
+	case ActFilter:
+		return []Decision{r.filter(a, *rule, base)}
 	case ActKill, ActCloseSockets:
 		return []Decision{r.process(a, *rule, base)}
 	case ActLog:
@@ -302,88 +310,6 @@ func prefixText(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
-}
-
-func (r *Responder) block(a alert.Alert, rule compiled, base Decision) []Decision {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	mode := r.mode
-	base.Mode = mode
-	if len(a.Subject.Sources) == 0 {
-		base.Outcome, base.Detail = Failed, "the alert names no source to "+base.Action
-		return []Decision{r.recordLocked(base)}
-	}
-	if r.opts.Firewall == nil && mode == Enforce {
-		base.Outcome, base.Detail = Failed, "no firewall is running (start the agent with --firewall IFACE)"
-		return []Decision{r.recordLocked(base)}
-	}
-	existing := map[string]int{} // our rules by src and action -> id
-	if r.opts.Firewall != nil {
-		if rules, err := r.opts.Firewall.Rules(); err == nil {
-			for _, fr := range rules {
-				if strings.HasPrefix(fr.Description, DescriptionPrefix) && fr.Direction != firewall.Egress {
-					existing[fr.Src+" "+fr.Action] = fr.ID
-				}
-			}
-		}
-	}
-	expires := base.Time.Add(rule.duration)
-	var ops []firewall.Op
-	var pending []Decision
-	var out []Decision
-	seen := map[netip.Prefix]bool{}
-	for _, s := range a.Subject.Sources {
-		p, err := widen(s, rule)
-		if err != nil || seen[p] {
-			continue
-		}
-		seen[p] = true
-		d := base
-		d.Target = prefixText(p)
-		if why, ok := r.allowlisted(p, base.Time); ok {
-			d.Outcome, d.Detail = Allowlisted, why
-			out = append(out, r.recordLocked(d))
-			continue
-		}
-		fr := firewall.Rule{Src: d.Target, Action: firewall.ActionDrop, TTL: rule.duration.String(),
-			Description: truncate(DescriptionPrefix+a.Kind+" "+short(a.ID), 63)}
-		if base.Action == ActRateLimit {
-			fr.Action, fr.Rate, fr.Burst = firewall.ActionRateLimit, rule.Rate, rule.Burst
-		}
-		d.Expires = expires
-		if id, ok := existing[d.Target+" "+fr.Action]; ok {
-			// Still attacking: push the expiry out (no new rule, no token).
-			d.Outcome, d.Detail = Extended, fmt.Sprintf("rule %d", id)
-			if mode == Observe {
-				d.Outcome = Observed
-			}
-			ops = append(ops, firewall.Op{Op: "update", ID: id, Rule: fr})
-			pending = append(pending, d)
-			continue
-		}
-		if !r.take(base.Action, base.Time) {
-			d.Outcome, d.Detail, d.Expires = RateLimited, fmt.Sprintf("more than %g new %s actions per second", r.buckets[base.Action].max, base.Action), time.Time{}
-			out = append(out, r.recordLocked(d))
-			continue
-		}
-		d.Outcome = Applied
-		if mode == Observe {
-			d.Outcome, d.Detail = Observed, "would add: "+fr.Action+" src "+d.Target+" for "+rule.duration.String()
-		}
-		ops = append(ops, firewall.Op{Op: "append", Rule: fr})
-		pending = append(pending, d)
-	}
-	if mode == Enforce && len(ops) > 0 {
-		if err := r.opts.Firewall.Apply(ops); err != nil {
-			for i := range pending {
-				pending[i].Outcome, pending[i].Detail, pending[i].Expires = Failed, err.Error(), time.Time{}
-			}
-		}
-	}
-	for _, d := range pending {
-		out = append(out, r.recordLocked(d))
-	}
-	return out
 }
 
 func (r *Responder) process(a alert.Alert, rule compiled, base Decision) Decision {

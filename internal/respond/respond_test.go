@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,8 +23,22 @@ import (
 type fakeFirewall struct {
 	rules   []firewall.Rule
 	batches [][]firewall.Op
+	extends int
 	allowed []netip.Prefix
 	fail    error
+	now     func() time.Time
+}
+
+func (f *fakeFirewall) Extend(match func(firewall.Rule) bool, exp time.Time) ([]firewall.Rule, error) {
+	var out []firewall.Rule
+	for i := range f.rules {
+		if match(f.rules[i]) {
+			f.rules[i].Expires = exp
+			out = append(out, f.rules[i])
+		}
+	}
+	f.extends++
+	return out, nil
 }
 
 func (f *fakeFirewall) Apply(ops []firewall.Op) error {
@@ -34,7 +49,11 @@ func (f *fakeFirewall) Apply(ops []firewall.Op) error {
 	for _, op := range ops {
 		switch op.Op {
 		case "append":
-			f.rules = append(f.rules, op.Rule)
+			r := op.Rule
+			if d, err := time.ParseDuration(r.TTL); err == nil && f.now != nil {
+				r.Expires, r.TTL = f.now().Add(d), ""
+			}
+			f.rules = append(f.rules, r)
 		case "update":
 			f.rules[op.ID-1] = op.Rule
 		}
@@ -45,7 +64,9 @@ func (f *fakeFirewall) Apply(ops []firewall.Op) error {
 	return nil
 }
 
-func (f *fakeFirewall) Rules() ([]firewall.Rule, error) { return append([]firewall.Rule(nil), f.rules...), nil }
+func (f *fakeFirewall) Rules() ([]firewall.Rule, error) {
+	return append([]firewall.Rule(nil), f.rules...), nil
+}
 
 func (f *fakeFirewall) Allowed(a netip.Addr) bool {
 	for _, p := range f.allowed {
@@ -120,9 +141,8 @@ func TestEnforceBlocksThenExtends(t *testing.T) {
 	if got := outcomes(ds); got != "198.51.100.7=extended" {
 		t.Fatalf("second alert: %s", got)
 	}
-	last := fw.batches[len(fw.batches)-1]
-	if len(fw.rules) != 2 || last[0].Op != "update" || last[0].ID != 1 {
-		t.Fatalf("extension should update rule 1: %+v", last)
+	if len(fw.rules) != 2 || len(fw.batches) != 1 || fw.extends != 1 || !fw.rules[0].Expires.Equal(c.t.Add(2*time.Minute)) {
+		t.Fatalf("the extension should move rule 1's expiry, adding nothing: %+v", fw.rules)
 	}
 	if !ds[0].Expires.Equal(c.t.Add(2 * time.Minute)) {
 		t.Errorf("expires %v", ds[0].Expires)
@@ -180,9 +200,15 @@ func TestProcessActions(t *testing.T) {
 			{Kind: "slowloris", Action: ActCloseSockets},
 		}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: c.now,
-		Signal:       func(pid int, s syscall.Signal) error { signalled = append(signalled, fmt.Sprint(pid, " ", s)); return nil },
-		CloseSockets: func(pid int, conn string) (int, error) { closed = append(closed, fmt.Sprint(pid, " ", conn)); return 1, nil },
-		Own:          func() []netip.Prefix { return nil },
+		Signal: func(pid int, s syscall.Signal) error {
+			signalled = append(signalled, fmt.Sprint(pid, " ", s))
+			return nil
+		},
+		CloseSockets: func(pid int, conn string) (int, error) {
+			closed = append(closed, fmt.Sprint(pid, " ", conn))
+			return 1, nil
+		},
+		Own: func() []netip.Prefix { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -270,5 +296,65 @@ func TestBadAlertRefused(t *testing.T) {
 		if d := r.Handle(a); d[0].Outcome != Failed {
 			t.Errorf("%+v: %+v", a, d)
 		}
+	}
+}
+
+func TestFilterPassesVerifiedAndOwn(t *testing.T) {
+	fw := &fakeFirewall{}
+	r, c := newResponder(t, Policy{Mode: Enforce, Rules: []PolicyRule{{Kind: "syn-flood", Action: ActFilter, Duration: "1m"}}}, fw)
+	fw.now = c.now
+	a := alert.Alert{Detector: "threshold", Kind: "syn-flood", Subject: alert.Subject{Dst: "192.0.2.80", Proto: "tcp", Port: 443, TCPFlags: "syn,!ack",
+		Verified: []string{"198.51.100.1", "198.51.100.2", "2001:db8::5"}}}
+	ds := r.Handle(a)
+	if len(ds) != 1 || ds[0].Outcome != Applied || ds[0].Target != "tcp syn,!ack to 192.0.2.80 port 443" {
+		t.Fatalf("decisions %+v", ds)
+	}
+	// Two verified IPv4 clients and the host's own address pass; the
+	// IPv6 client is of another family; then the drop.
+	var got []string
+	for _, fr := range fw.rules {
+		got = append(got, fr.Action+" "+fr.Src+">"+fr.Dst+":"+fr.Dport+" "+fr.TCPFlags)
+	}
+	sorted := append([]string(nil), got[:3]...)
+	slices.Sort(sorted)
+	want := []string{"pass 192.0.2.1>192.0.2.80:443 ", "pass 198.51.100.1>192.0.2.80:443 ", "pass 198.51.100.2>192.0.2.80:443 "}
+	if strings.Join(sorted, "|") != strings.Join(want, "|") || got[3] != "drop >192.0.2.80:443 syn,!ack" || len(got) != 4 {
+		t.Fatalf("rules %q", got)
+	}
+	// The same attack again: the filter is extended, not duplicated.
+	c.t = c.t.Add(30 * time.Second)
+	ds = r.Handle(a)
+	if ds[0].Outcome != Extended || len(fw.rules) != 4 || !fw.rules[0].Expires.Equal(c.t.Add(time.Minute)) {
+		t.Fatalf("second alert: %+v, %d rules", ds, len(fw.rules))
+	}
+	// No destination: refused.
+	if d := r.Handle(alert.Alert{Detector: "x", Kind: "syn-flood"}); d[0].Outcome != Failed {
+		t.Errorf("filter without a destination: %+v", d)
+	}
+}
+
+func TestRecheckExtendsWhileDropping(t *testing.T) {
+	fw := &fakeFirewall{}
+	r, c := newResponder(t, Policy{Mode: Enforce, KeepPPS: 100, Rules: []PolicyRule{{Action: ActBlock, Duration: "10s"}}}, fw)
+	fw.now = c.now
+	r.Handle(flood("198.51.100.7"))
+	exp0 := fw.rules[0].Expires
+	r.Recheck(c.t) // first look: counters noted
+	// 6 s later the rule has dropped 6000 packets (1000/s) and 4 s are left.
+	c.t = c.t.Add(6 * time.Second)
+	fw.rules[0].Packets = 6000
+	r.Recheck(c.t)
+	if !fw.rules[0].Expires.Equal(c.t.Add(10 * time.Second)) {
+		t.Fatalf("still attacked, not extended: expires %v (was %v)", fw.rules[0].Expires, exp0)
+	}
+	// The attack stops: the counter stands still, no more extensions.
+	c.t = c.t.Add(6 * time.Second)
+	r.Recheck(c.t)
+	if !fw.rules[0].Expires.Equal(c.t.Add(4 * time.Second)) {
+		t.Fatalf("quiet rule was extended: expires %v", fw.rules[0].Expires)
+	}
+	tr := r.Trail(0)
+	if last := tr[len(tr)-1]; last.Action != "recheck" || last.Outcome != Extended || !strings.Contains(last.Detail, "still dropping 1000 packets/s") {
+		t.Errorf("audit %+v", last)
 	}
 }
