@@ -51,7 +51,14 @@ the data plane stops applying it at that moment even with no agent running.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "The rules in order, with packets and bytes matched",
-		Args:  argsExactly(0, "no arguments"),
+		Long: `List the rules in the order they are tried (among rules whose remote prefix
+has the same length; a longer prefix is always tried first), with the
+packets and bytes each matched since it was added, its expiry and its
+description. Rules the responder added have descriptions starting with
+"rampart ", then the alert's kind and id.`,
+		Example: `  sudo rampart fw list
+  sudo rampart fw list --json | jq '.[] | select(.packets > 0)'`,
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -74,7 +81,16 @@ the data plane stops applying it at that moment even with no agent running.`,
 	add := &cobra.Command{
 		Use:   "add --action drop|pass|ratelimit [match flags]",
 		Short: "Append a rule (or insert it at --id)",
-		Args:  argsExactly(0, "no arguments (the rule is given with flags)"),
+		Long: `Add one rule. Flags left out match anything. The remote prefix (--src on
+ingress, --dst with --direction egress) is looked up in the rule trie; the
+other fields are checked for every candidate. Ports need --proto tcp or udp,
+--tcpflags needs --proto tcp. With --ttl the rule expires: the data plane
+stops applying it at that moment, and the agent removes it.`,
+		Example: `  sudo rampart fw add --src 198.51.100.0/24 --action drop --ttl 1h --desc "scanner"
+  sudo rampart fw add --id 1 --src 203.0.113.5 --proto tcp --dport 22 --action pass
+  sudo rampart fw add --dst 192.0.2.80 --proto tcp --dport 443 --tcpflags syn,!ack --action ratelimit --rate 200
+  sudo rampart fw add --direction egress --dst 2001:db8::/32 --proto udp --action drop`,
+		Args: argsExactly(0, "no arguments (the rule is given with flags)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op := firewall.Op{Op: "append", Rule: r}
 			if id > 0 {
@@ -91,7 +107,10 @@ the data plane stops applying it at that moment even with no agent running.`,
 	update := &cobra.Command{
 		Use:   "update ID --action ... [match flags]",
 		Short: "Replace the rule at ID (its counters continue)",
-		Args:  argsExactly(1, "the rule's id"),
+		Long: `Replace the rule at position ID with the rule the flags describe. The rule
+keeps its kernel slot, so its packet and byte counters continue.`,
+		Example: `  sudo rampart fw update 2 --src 198.51.100.0/24 --action ratelimit --rate 50`,
+		Args:    argsExactly(1, "the rule's id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 1 {
@@ -106,6 +125,9 @@ the data plane stops applying it at that moment even with no agent running.`,
 	del := &cobra.Command{
 		Use:   "delete ID... | delete [match flags]",
 		Short: "Delete rules by id, or the first rule matching the flags exactly",
+		Long: `Delete rules by their current ids (several in one batch), or, with no id,
+the first rule that matches exactly the packets the flags describe with the
+same action (as Polycube's firewall deletes by match).`,
 		Example: `  sudo rampart fw delete 3
   sudo rampart fw delete 5 4 3          # one batch; ids as they are now
   sudo rampart fw delete --src 198.51.100.0/24 --action drop`,
@@ -151,6 +173,8 @@ left it; if any is invalid, nothing changes and the error names it.
     - {op: delete, rule: {src: 10.0.0.0/8, action: drop}}   # by exact match
 
 A list of operations without the operations: key works too.`,
+		Example: `  sudo rampart fw batch rules.yaml
+  ./make-blocklist | sudo rampart fw batch -`,
 		Args: argsExactly(1, "a file (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var data []byte
@@ -175,7 +199,10 @@ A list of operations without the operations: key works too.`,
 	flush := &cobra.Command{
 		Use:   "flush",
 		Short: "Delete every rule (the allowlist stays)",
-		Args:  argsExactly(0, "no arguments"),
+		Long: `Delete every rule in one batch, the responder's included. The allowlist is
+not touched (fw allow --remove changes it).`,
+		Example: `  sudo rampart fw flush`,
+		Args:    argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -194,7 +221,12 @@ A list of operations without the operations: key works too.`,
 	allow := &cobra.Command{
 		Use:   "allow [--remove] PREFIX...",
 		Short: "Add prefixes to the allowlist (always passed, never blocked by the responder)",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `The allowlist is checked before every rule: a packet from (on egress: to)
+an allowlisted prefix always passes, and the responder never blocks an
+address inside it. It is pinned with the rules.`,
+		Example: `  sudo rampart fw allow 192.0.2.0/24 2001:db8:ffff::1
+  sudo rampart fw allow --remove 192.0.2.0/24`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -213,7 +245,13 @@ A list of operations without the operations: key works too.`,
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "The firewall's interface, rule count, allowlist and packet counters",
-		Args:  argsExactly(0, "no arguments"),
+		Long: `Print the interface the firewall guards, how many rules it has, its
+allowlist and its packet counters: all packets, passed, dropped, passed by
+the allowlist, dropped by a rate limit, not IP and malformed (both passed),
+and expired rules skipped.`,
+		Example: `  sudo rampart fw status
+  sudo rampart fw status --json | jq .stats.dropped`,
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -356,7 +394,11 @@ records every decision, with the alert behind it, in the audit trail.`,
 	mode := &cobra.Command{
 		Use:   "mode observe|enforce",
 		Short: "Switch the responder between observe and enforce",
-		Args:  argsExactly(1, "observe or enforce"),
+		Long: `In observe mode the responder records what it would do and changes
+nothing; in enforce mode it acts. The switch itself is audited.`,
+		Example: `  sudo rampart respond mode enforce
+  sudo rampart respond mode observe`,
+		Args: argsExactly(1, "observe or enforce"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -374,7 +416,13 @@ records every decision, with the alert behind it, in the audit trail.`,
 	send := &cobra.Command{
 		Use:   "alert --kind KIND [--source ADDR ...] [--pid PID] [--suggest ACTION]",
 		Short: "Hand an alert from an outside detector to the responder",
-		Args:  argsExactly(0, "no arguments"),
+		Long: `Send an alert as the agent's own detectors raise them: the responder applies
+its policy (the first rule matching the kind and detector, or the alert's
+suggestion) and prints its decisions. Use it to connect other detectors, or
+to test a policy in observe mode.`,
+		Example: `  sudo rampart respond alert --kind udp-flood --source 198.51.100.7 --suggest block
+  sudo rampart respond alert --kind redos --pid 4242 --suggest kill --summary "regex in /search"`,
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -408,7 +456,13 @@ records every decision, with the alert behind it, in the audit trail.`,
 	audit := &cobra.Command{
 		Use:   "audit",
 		Short: "The responder's last decisions, oldest first",
-		Args:  argsExactly(0, "no arguments"),
+		Long: `Print the responder's decisions: what it did (or would do, in observe mode,
+or refused to do: allowlisted, rate-limited), to what, why (the alert), and
+when its blocks expire or were extended. The full trail is also written as
+JSON lines to the agent's --audit-file.`,
+		Example: `  sudo rampart respond audit
+  sudo rampart respond audit -n 500 --json | jq 'select(.outcome == "applied")'`,
+		Args: argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {

@@ -164,7 +164,7 @@ func TestFirewallPersistence(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(pinRoot) })
 	bin := buildBinary(t, ctx)
 	sock := filepath.Join(t.TempDir(), "api.sock")
-	args := []string{"--no-default", "--firewall", iface, "--pin-root", pinRoot, "--audit-file", "-"}
+	args := []string{"--no-default", "--no-detect", "--firewall", iface, "--pin-root", pinRoot, "--audit-file", "-"}
 
 	if got := pings(t, ctx, attacker, server, 5); got != 5 {
 		t.Fatalf("before any rule: %d of 5 pings answered", got)
@@ -325,7 +325,7 @@ func TestFloodBlockedBenignServed(t *testing.T) {
 	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
 	t.Cleanup(func() { os.RemoveAll(pinRoot) })
 	bin := buildBinary(t, ctx)
-	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--config", cfg,
+	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--no-detect", "--config", cfg,
 		"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", audit)
 
 	cctx, stopClient := context.WithCancel(ctx)
