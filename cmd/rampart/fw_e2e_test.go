@@ -154,7 +154,7 @@ func TestFirewallPersistence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := lab.ForTest(t)
-	u, err := l.Uplink(ctx, "attacker", "benign")
+	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "attacker", "benign")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestFloodBlockedBenignServed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := lab.ForTest(t)
-	u, err := l.Uplink(ctx, "attacker", "benign")
+	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "attacker", "benign")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -367,5 +368,77 @@ func TestSweepSparesLiveLabs(t *testing.T) {
 	}
 	if !strings.Contains(netnsList(t), h.NS) || !linkExists(lk.BIface) {
 		t.Errorf("Sweep removed a live lab")
+	}
+}
+
+// ifaceCounter reads a root-namespace interface counter from sysfs.
+func ifaceCounter(t *testing.T, iface, name string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/sys/class/net/" + iface + "/statistics/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	fmt.Sscan(string(b), &n)
+	return n
+}
+
+// defaultIface is the root namespace's default-route interface, or "".
+func defaultIface() string {
+	out, err := exec.Command("ip", "-6", "route", "show", "default").Output()
+	f := strings.Fields(string(out))
+	for i := 0; err == nil && i+1 < len(f); i++ {
+		if f[i] == "dev" {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// TestUplinkFloodStaysInLab: a spoofed IPv6 SYN flood through the uplink
+// reaches the server's interface, and the server's answers (RSTs to the
+// spoofed sources) go back into the lab, not out of the machine.
+func TestUplinkFloodStaysInLab(t *testing.T) {
+	l := ForTest(t)
+	ctx := testCtx(t)
+	u, err := l.Uplink(ctx, UplinkOptions{IPv6: true}, "attacker", "benign")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoof := u.SpoofPrefix6(0)
+	if err := u.RouteBack(ctx, 0, spoof); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := u.Clients[1].Ping(ctx, u.Server6, 3, 50*time.Millisecond); err != nil || got != 3 {
+		t.Fatalf("benign ping6 to the server: %d of 3, %v", got, err)
+	}
+	out := defaultIface()
+	var outTx uint64
+	if out != "" {
+		outTx = ifaceCounter(t, out, "tx_packets")
+	}
+	rx := ifaceCounter(t, u.Root.BIface, "rx_packets")
+	tx := ifaceCounter(t, u.Root.BIface, "tx_packets")
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	lk := u.Links[0]
+	sent, err := u.Clients[0].Flood(fctx, Flood{Iface: lk.AIface, SrcMAC: lk.AMAC, DstMAC: lk.BMAC, Dst: u.Server6, Src: spoof, Kind: "syn", Port: 81})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	gotRx := ifaceCounter(t, u.Root.BIface, "rx_packets") - rx
+	gotTx := ifaceCounter(t, u.Root.BIface, "tx_packets") - tx
+	t.Logf("sent %d spoofed SYNs in 1 s; the server's interface received %d and sent %d back into the lab", sent, gotRx, gotTx)
+	if sent < 10000 || gotRx < sent/2 {
+		t.Fatalf("sent %d, received %d", sent, gotRx)
+	}
+	if gotTx < gotRx/2 {
+		t.Errorf("the server answered only %d of %d SYNs on the lab interface", gotTx, gotRx)
+	}
+	if out != "" {
+		if d := ifaceCounter(t, out, "tx_packets") - outTx; d > 1000 {
+			t.Errorf("%s sent %d packets during the flood: answers are leaving the lab", out, d)
+		}
 	}
 }

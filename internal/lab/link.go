@@ -33,6 +33,7 @@ type Link struct {
 	AAddr, BAddr   netip.Addr // IPv4, a /30 pair from 198.18.0.0/15
 	AAddr6, BAddr6 netip.Addr // IPv6, a /64 from fd00:72:70::/48; invalid when Quiet
 	AIndex, BIndex int        // ifindex of each end in its own namespace
+	AMAC, BMAC     net.HardwareAddr
 }
 
 // Connect joins a and b with a veth pair, addresses both ends and sets the
@@ -185,6 +186,7 @@ func (l *Lab) connect(a, b *Host, opts LinkOptions) (*Link, error) {
 		}
 	}
 	lk.AIndex, lk.BIndex = ea.index, eb.index
+	lk.AMAC, lk.BMAC = ea.mac, eb.mac
 
 	for _, e := range ends {
 		peer := ea
