@@ -9,7 +9,7 @@ import (
 // backward) pass; it is sized for one model shape.
 type scratch struct {
 	x        []float32 // N*F normalised input, row-major
-	nzIdx    []int32   // flat index in x of each nonzero input, by row
+	nzOff    []int32   // flat index in x of each nonzero input times K, by row
 	nzVal    []float32 // its value
 	rowStart []int32   // N+1: nonzeros of row r are rowStart[r]:rowStart[r+1]
 	z        []float32 // P*K conv outputs (before bias), z[p*K+k]
@@ -23,7 +23,7 @@ type scratch struct {
 func newScratch(m *Model) *scratch {
 	return &scratch{
 		x:        make([]float32, m.N*m.F),
-		nzIdx:    make([]int32, m.N*m.F),
+		nzOff:    make([]int32, m.N*m.F),
 		nzVal:    make([]float32, m.N*m.F),
 		rowStart: make([]int32, m.N+1),
 		z:        make([]float32, m.Positions()*m.K),
@@ -55,7 +55,8 @@ func (m *Model) getScratch() *scratch {
 func (s *scratch) load(m *Model, sample [][]float32) {
 	F := m.F
 	nnz := int32(0)
-	idx, val := s.nzIdx[:len(s.x)], s.nzVal[:len(s.x)]
+	off, val := s.nzOff[:len(s.x)], s.nzVal[:len(s.x)]
+	K := int32(m.K)
 	for r := range m.N {
 		s.rowStart[r] = nnz
 		row := s.x[r*F : (r+1)*F : (r+1)*F]
@@ -74,7 +75,7 @@ func (s *scratch) load(m *Model, sample [][]float32) {
 				v = clamp01((v - lo[f]) * sc[f])
 				row[f] = v
 				if v != 0 {
-					idx[nnz], val[nnz] = int32(r*F+f), v
+					off[nnz], val[nnz] = int32(r*F+f)*K, v
 					nnz++
 				}
 			}
@@ -82,7 +83,7 @@ func (s *scratch) load(m *Model, sample [][]float32) {
 			for f, v := range in {
 				row[f] = v
 				if v != 0 {
-					idx[nnz], val[nnz] = int32(r*F+f), v
+					off[nnz], val[nnz] = int32(r*F+f)*K, v
 					nnz++
 				}
 			}
@@ -100,7 +101,7 @@ func (s *scratch) loadFlat(m *Model, x []float32) {
 		s.rowStart[r] = nnz
 		for f, v := range s.x[r*F : (r+1)*F] {
 			if v != 0 {
-				s.nzIdx[nnz], s.nzVal[nnz] = int32(r*F+f), v
+				s.nzOff[nnz], s.nzVal[nnz] = int32((r*F+f)*m.K), v
 				nnz++
 			}
 		}
@@ -112,21 +113,21 @@ func (s *scratch) loadFlat(m *Model, x []float32) {
 // the input, skipping zero inputs. Kernels are processed eight at a time
 // with the accumulators in registers; the window of position p is the
 // nonzeros of rows p..p+H-1, and an input at flat index j is multiplied
-// by the weights at Conv[(j-p*F)*K+k].
+// by the weights at Conv[(j-p*F)*K+k] (nzOff holds j*K).
 func (m *Model) conv(s *scratch) {
 	K, F, H := m.K, m.F, m.H
 	P := m.Positions()
 	w := m.Conv
-	idx, val := s.nzIdx, s.nzVal
+	off, val := s.nzOff, s.nzVal
 	kb := 0
 	for ; kb+8 <= K; kb += 8 {
 		for p := range P {
 			var a0, a1, a2, a3, a4, a5, a6, a7 float32
 			lo, hi := s.rowStart[p], s.rowStart[p+H]
-			base := p * F
+			base := p*F*K - kb
 			for e := lo; e < hi; e++ {
 				v := val[e]
-				o := (int(idx[e])-base)*K + kb
+				o := int(off[e]) - base
 				ww := w[o : o+8 : o+8]
 				a0 += v * ww[0]
 				a1 += v * ww[1]
@@ -145,9 +146,9 @@ func (m *Model) conv(s *scratch) {
 	for ; kb < K; kb++ {
 		for p := range P {
 			var a float32
-			base := p * F
+			base := p*F*K - kb
 			for e := s.rowStart[p]; e < s.rowStart[p+H]; e++ {
-				a += val[e] * w[(int(idx[e])-base)*K+kb]
+				a += val[e] * w[int(off[e])-base]
 			}
 			s.z[p*K+kb] = a
 		}

@@ -308,7 +308,9 @@ var (
 // synthSession makes one session's packets. Attacks are floods of tiny
 // SYNs or equal-sized UDP datagrams from one side with microsecond gaps;
 // benign sessions are TCP connections, DNS lookups and pings with varied
-// sizes, both directions and millisecond-to-second gaps.
+// sizes, both directions and millisecond-to-second gaps, and look-alikes
+// of the attacks that differ only in timing and count (SYN retries to a
+// dead port, unanswered DNS queries).
 func synthSession(rng *rand.Rand, attack bool) []ddosfeat.PacketFeatures {
 	key := ddosfeat.SessionKey{LoAddr: cliAddr, HiAddr: srvAddr, LoPort: uint16(1024 + rng.IntN(60000)), HiPort: 80}
 	ts := uint64(1e12 + rng.IntN(1e9))
@@ -337,7 +339,20 @@ func synthSession(rng *rand.Rand, attack bool) []ddosfeat.PacketFeatures {
 		}
 		return pkts
 	}
-	switch rng.IntN(3) {
+	switch rng.IntN(5) {
+	case 3: // SYN retransmissions to a dead port: like a SYN flood but slow
+		key.Proto = protoTCP
+		gap := 1e9
+		for range 2 + rng.IntN(4) {
+			add(ddosfeat.PacketFeatures{Proto: protoTCP, IPLen: 60, IPFlagsFrag: ddosfeat.FlagDF, TCPFlags: tcpSYN, TCPWindow: 64240}, gap*(0.9+0.2*rng.Float64()))
+			gap *= 2
+		}
+	case 4: // an unanswered DNS query, sometimes retried
+		key.Proto, key.HiPort = protoUDP, 53
+		for range 1 + rng.IntN(2) {
+			size := uint16(20 + rng.IntN(60))
+			add(ddosfeat.PacketFeatures{Proto: protoUDP, IPLen: 20 + size, UDPLen: size}, 1e9+rng.Float64()*4e9)
+		}
 	case 0: // TCP connection
 		key.Proto = protoTCP
 		add(ddosfeat.PacketFeatures{Proto: protoTCP, IPLen: 60, IPFlagsFrag: ddosfeat.FlagDF, TCPFlags: tcpSYN, TCPWindow: 64240}, 0)
@@ -446,6 +461,39 @@ func TestTrainDeterministicDropout(t *testing.T) {
 	c, _ := Train(train, nil, cfg, nil)
 	if sameWeights(a, c) {
 		t.Fatal("different seeds gave the same weights")
+	}
+}
+
+func TestEarlyStopping(t *testing.T) {
+	// Validation labels are the opposite of the training labels, so the
+	// validation loss rises as the model learns: training must stop
+	// Patience epochs after the best one and restore its weights.
+	train := synthSamples(6, 200, DefaultN)
+	val := slices.Clone(train)
+	for i := range val {
+		val[i].Label = 1 - val[i].Label
+	}
+	var losses []float64
+	m, err := Train(train, val, TrainConfig{K: 8, Epochs: 30, Patience: 2, Seed: 1}, func(_ int, _, vl, _ float64) {
+		losses = append(losses, vl)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := slices.Index(losses, slices.Min(losses)) + 1
+	if m.Meta.BestEpoch != best || m.Meta.Epochs != best+2 || m.Meta.Epochs >= 30 {
+		t.Fatalf("best epoch %d, ran %d, val losses %v", m.Meta.BestEpoch, m.Meta.Epochs, losses)
+	}
+	var loss float64
+	for _, s := range val {
+		p := float64(m.Predict(s.Packets))
+		if s.Label == 0 {
+			p = 1 - p
+		}
+		loss -= math.Log(p)
+	}
+	if loss /= float64(len(val)); math.Abs(loss-m.Meta.ValLoss) > 1e-4*m.Meta.ValLoss {
+		t.Fatalf("returned model's validation loss %g, best epoch's %g: best weights not restored", loss, m.Meta.ValLoss)
 	}
 }
 
@@ -699,6 +747,9 @@ func TestPredictMatchesReference(t *testing.T) {
 }
 
 func TestPredictBatchNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops scratch buffers at random under the race detector")
+	}
 	m, xs := benchModel(t)
 	out := make([]float32, 200) // below the parallel threshold
 	m.PredictBatch(xs[:200], out)

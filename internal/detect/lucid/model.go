@@ -177,6 +177,11 @@ func (m *Model) PredictBatch(samples [][][]float32, out []float32) {
 		m.predictRange(samples, out)
 		return
 	}
+	m.predictParallel(samples, out, workers)
+}
+
+// predictParallel splits PredictBatch over workers goroutines.
+func (m *Model) predictParallel(samples [][][]float32, out []float32, workers int) {
 	var wg sync.WaitGroup
 	chunk := (len(samples) + workers - 1) / workers
 	for lo := 0; lo < len(samples); lo += chunk {

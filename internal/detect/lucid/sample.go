@@ -18,7 +18,7 @@ type Sample struct {
 // Feature indices of a packet row, in the order of FeatureNames.
 const (
 	FeatTimestamp     = iota // seconds since the session's first packet
-	FeatIPLen                // IPv4 total length / 40 + IPv6 payload length
+	FeatIPLen                // IPv4 total length, or 40 + the IPv6 payload length
 	FeatIPDF                 // IP "don't fragment" flag (0/1)
 	FeatIPMF                 // IP "more fragments" flag (0/1)
 	FeatFragOffset           // fragment offset in bytes
