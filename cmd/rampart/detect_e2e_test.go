@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-shield/rampart/internal/api"
+	"github.com/rampart-shield/rampart/internal/lab"
+)
+
+// TestDetectAndMitigate is the closed loop for real attacks in the lab:
+// the agent runs the firewall, hoststat and the threshold detector with an
+// enforcing responder; a benign HTTP client and an attacker reach the
+// server through one uplink. Each flood must be detected and dropped while
+// the benign client keeps at least 90% of its request rate, and the
+// mitigation must end after the attack does.
+func TestDetectAndMitigate(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads eBPF programs and creates network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and floods for a minute; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := buildBinary(t, ctx)
+	for _, c := range []struct {
+		name, kind, suggested string
+		ipv6                  bool
+		hping                 []string // hping3 arguments before the target; nil: the lab flooder
+	}{
+		{"syn flood, random sources", "syn-flood", "filter", false, []string{"-S", "--flood", "--rand-source", "-p", "PORT"}},
+		{"udp flood", "udp-flood", "block", false, []string{"--udp", "--flood", "-p", "9", "-d", "64"}},
+		{"icmp flood", "icmp-flood", "block", false, []string{"--icmp", "--flood", "-d", "64"}},
+		{"ipv6 syn flood, random sources", "syn-flood", "filter", true, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.hping != nil {
+				if _, err := exec.LookPath("hping3"); err != nil {
+					t.Skip("needs hping3 (apt-get install hping3)")
+				}
+			}
+			l := lab.ForTest(t)
+			u, err := l.Uplink(ctx, lab.UplinkOptions{IPv6: c.ipv6}, "attacker", "benign")
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := u.Server
+			if c.ipv6 {
+				server = u.Server6
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(server.String(), "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "agent.yaml")
+			os.WriteFile(cfg, []byte("respond:\n  mode: enforce\n  rules:\n    - {action: suggested, duration: 4s}\n"), 0o600)
+			pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
+			t.Cleanup(func() { os.RemoveAll(pinRoot) })
+			a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--config", cfg,
+				"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", filepath.Join(dir, "audit.jsonl"))
+			dropped := func() uint64 {
+				var st api.FirewallStatus
+				json.Unmarshal([]byte(a.cli(ctx, "fw", "status", "--json")), &st)
+				return st.Stats["dropped"]
+			}
+
+			cctx, stopClient := context.WithCancel(ctx)
+			done := benignClient(cctx, u.Clients[1], ln.Addr().String())
+			t0 := time.Now()
+			time.Sleep(3 * time.Second)
+
+			fctx, stopFlood := context.WithCancel(ctx)
+			floodDone := make(chan error, 1)
+			t1 := time.Now()
+			if c.hping != nil {
+				args := append([]string(nil), c.hping...)
+				for i := range args {
+					if args[i] == "PORT" {
+						args[i] = port
+					}
+				}
+				p, err := u.Clients[0].Start("hping3", append(args, "-q", server.String())...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { <-fctx.Done(); p.Stop(); floodDone <- nil }()
+			} else {
+				spoof := u.SpoofPrefix6(0)
+				if err := u.RouteBack(ctx, 0, spoof); err != nil {
+					t.Fatal(err)
+				}
+				lk := u.Links[0]
+				var pn uint16
+				for _, ch := range port {
+					pn = pn*10 + uint16(ch-'0')
+				}
+				go func() {
+					_, err := u.Clients[0].Flood(fctx, lab.Flood{Iface: lk.AIface, SrcMAC: lk.AMAC, DstMAC: lk.BMAC, Dst: server, Src: spoof, Kind: "syn", Port: pn})
+					floodDone <- err
+				}()
+			}
+			// Time to the first drop.
+			var firstDrop time.Duration
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if dropped() > 0 {
+					firstDrop = time.Since(t1)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no drop 10 s into the flood; audit:\n%s", a.cli(ctx, "respond", "audit"))
+				}
+			}
+			time.Sleep(time.Second)
+			t2 := time.Now()
+			d0 := dropped()
+			time.Sleep(3 * time.Second)
+			t3 := time.Now()
+			d1 := dropped()
+			stopFlood()
+			if err := <-floodDone; err != nil {
+				t.Fatal(err)
+			}
+			floodEnd := time.Now()
+
+			// The alert: its kind, explanation and the mitigation chosen.
+			c2, err := clientFor(a.sock).Alerts(ctx)
+			if err != nil || len(c2) == 0 {
+				t.Fatalf("no alert recorded: %v", err)
+			}
+			first := c2[0]
+			if first.Alert.Kind != c.kind || first.Alert.Suggested != c.suggested || first.Alert.Subject.Dst != server.String() {
+				t.Fatalf("first alert %+v", first.Alert)
+			}
+			if len(first.Alert.Features) == 0 || first.Alert.Summary == "" || len(first.Alert.Samples) == 0 {
+				t.Errorf("the alert is not explained: %+v", first.Alert)
+			}
+			if c.suggested == "filter" && !strings.Contains(strings.Join(first.Alert.Subject.Verified, ","), u.Links[1].AAddr.String()) &&
+				!strings.Contains(strings.Join(first.Alert.Subject.Verified, ","), u.Links[1].AAddr6.String()) {
+				t.Errorf("the benign client is not among the verified: %v", first.Alert.Subject.Verified)
+			}
+			rate := float64(d1-d0) / t3.Sub(t2).Seconds()
+			t.Logf("%s: first drop %v after the flood started; dropping %.0f packets/s; alert: %s", c.name, firstDrop.Round(time.Millisecond), rate, first.Alert.Summary)
+			if rate < 5000 {
+				t.Errorf("dropping only %.0f packets/s during the flood", rate)
+			}
+
+			// The mitigation ends after the attack: the rules expire.
+			for deadline := time.Now().Add(15 * time.Second); len(a.rules(ctx)) > 0; time.Sleep(200 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("mitigation still in place %v after the flood: %+v", time.Since(floodEnd).Round(time.Second), a.rules(ctx))
+				}
+			}
+			released := time.Since(floodEnd)
+			time.Sleep(time.Second)
+			stopClient()
+			ok := <-done
+			base := float64(countBetween(ok, t0, t1)) / t1.Sub(t0).Seconds()
+			during := float64(countBetween(ok, t2, t3)) / t3.Sub(t2).Seconds()
+			t.Logf("%s: benign requests/s %.0f before, %.0f during the mitigated flood (%.0f%%); rules gone %v after the flood stopped",
+				c.name, base, during, 100*during/base, released.Round(100*time.Millisecond))
+			if base < 20 {
+				t.Fatalf("the benign client only managed %.0f requests/s before the flood", base)
+			}
+			if during < 0.9*base {
+				t.Errorf("benign rate during the mitigated flood %.0f/s < 90%% of %.0f/s", during, base)
+			}
+			if trail := a.cli(ctx, "respond", "audit", "-n", "4096"); !strings.Contains(trail, "expired") {
+				t.Errorf("the audit trail has no expiry:\n%s", trail)
+			}
+		})
+	}
+}
+
+func clientFor(sock string) *api.Client { return api.NewUnixClient(sock) }
