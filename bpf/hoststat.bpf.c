@@ -42,6 +42,7 @@ struct host_stats {
 	__u64 icmp_packets;
 	__u64 icmp_bytes;
 	__u64 other_packets;
+	__u64 tcp_data; /* segments with ACK and data: established transfers */
 	__u64 syn;    /* SYN without ACK */
 	__u64 synack; /* SYN+ACK */
 	__u64 rst;
@@ -163,6 +164,8 @@ int hoststat_ingress(struct __sk_buff *skb)
 				h->syn++;
 			else if ((fl & 0x12) == 0x12)
 				h->synack++;
+			else if ((fl & 0x10) && p.payload > 0)
+				h->tcp_data += segs;
 			if (fl & 0x04)
 				h->rst++;
 		}

@@ -333,7 +333,7 @@ func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc 
 	if off || dc.Off || iface == "" {
 		return nil, nil
 	}
-	interval := time.Second
+	interval := 500 * time.Millisecond
 	if dc.Interval != "" {
 		d, err := time.ParseDuration(dc.Interval)
 		if err != nil || d < 100*time.Millisecond || d > time.Minute {

@@ -36,7 +36,7 @@ type detectConfig struct {
 	Off bool `json:"off,omitempty"`
 	// Iface watched by hoststat (default: the firewall's).
 	Iface string `json:"iface,omitempty"`
-	// Interval between looks (default 1s).
+	// Interval between looks (default 500ms).
 	Interval  string           `json:"interval,omitempty"`
 	Threshold threshold.Config `json:"threshold,omitempty"`
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -188,3 +189,146 @@ func TestDetectAndMitigate(t *testing.T) {
 }
 
 func clientFor(sock string) *api.Client { return api.NewUnixClient(sock) }
+
+// dnsLike answers every UDP datagram on pc with a 120-byte reply, until
+// the connection is closed.
+func dnsLike(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	reply := make([]byte, 120)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		copy(reply, buf[:min(n, 12)])
+		pc.WriteTo(reply, from)
+	}
+}
+
+// TestBenignNoAlerts: mixed benign traffic at full rate through the
+// uplink (iperf3 with 4 streams, wrk against an HTTP server, DNS-like UDP
+// queries, pings) raises no alert and adds no rule. RAMPART_SOAK sets the
+// duration (default 20s; the acceptance run uses 10m).
+func TestBenignNoAlerts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads eBPF programs and creates network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and runs benign traffic; skipped with -short")
+	}
+	for _, tool := range []string{"iperf3", "wrk"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install %s)", tool, tool)
+		}
+	}
+	soak := 20 * time.Second
+	if v := os.Getenv("RAMPART_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("RAMPART_SOAK=%q: %v", v, err)
+		}
+		soak = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), soak+3*time.Minute)
+	defer cancel()
+	bin := buildBinary(t, ctx)
+	l := lab.ForTest(t)
+	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "bulk", "web", "dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := u.Server.String()
+	ln, err := net.Listen("tcp", net.JoinHostPort(server, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 1+len(r.URL.Path)*100))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(server, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go dnsLike(pc)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("respond:\n  mode: enforce\n"), 0o600)
+	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
+	t.Cleanup(func() { os.RemoveAll(pinRoot) })
+	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--config", cfg,
+		"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", "-")
+
+	iperfPort := "5301"
+	iperfSrv := exec.CommandContext(ctx, "iperf3", "-s", "-B", server, "-p", iperfPort)
+	if err := iperfSrv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { iperfSrv.Process.Kill(); iperfSrv.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	secs := fmt.Sprint(int(soak.Seconds()))
+	bulk, err := u.Clients[0].Start("iperf3", "-c", server, "-p", iperfPort, "-P", "4", "-t", secs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := u.Clients[1].Start("wrk", "-t", "2", "-c", "32", "-d", secs+"s", "http://"+ln.Addr().String()+"/index")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DNS-like queries (about 2000/s) and pings from the third client.
+	qctx, stopQueries := context.WithTimeout(ctx, soak)
+	defer stopQueries()
+	queries := make(chan int, 1)
+	go func() {
+		n := 0
+		u.Clients[2].Do(func() error {
+			c, err := net.Dial("udp", pc.LocalAddr().String())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			buf := make([]byte, 512)
+			for qctx.Err() == nil {
+				c.Write(make([]byte, 40))
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, err := c.Read(buf); err == nil {
+					n++
+				}
+				time.Sleep(400 * time.Microsecond)
+			}
+			return nil
+		})
+		queries <- n
+	}()
+	pingsOut, _ := u.Clients[2].Run(ctx, soak+10*time.Second, "ping", "-n", "-q", "-i", "0.01", "-w", secs, server)
+	bulk.Wait()
+	web.Wait()
+	nq := <-queries
+	t.Logf("iperf3:\n%s", lastLines(bulk.Output(), 4))
+	t.Logf("wrk:\n%s", lastLines(web.Output(), 6))
+	t.Logf("dns-like queries answered: %d (%.0f/s); ping: %s", nq, float64(nq)/soak.Seconds(), lastLines(string(pingsOut), 2))
+	if !strings.Contains(bulk.Output(), "receiver") || !strings.Contains(web.Output(), "Requests/sec") || nq == 0 {
+		t.Fatal("the benign traffic did not run")
+	}
+	alerts, err := clientFor(a.sock).Alerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range alerts {
+		t.Errorf("alert during benign traffic: %s", r.Alert.Summary)
+	}
+	if rules := a.rules(ctx); len(rules) != 0 {
+		t.Errorf("rules added during benign traffic: %+v", rules)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

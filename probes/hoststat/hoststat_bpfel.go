@@ -29,6 +29,7 @@ type hoststatHostStats struct {
 	IcmpPackets  uint64
 	IcmpBytes    uint64
 	OtherPackets uint64
+	TcpData      uint64
 	Syn          uint64
 	Synack       uint64
 	Rst          uint64

@@ -76,7 +76,7 @@ func TestCounts(t *testing.T) {
 		hosts[k] = h
 	}
 	h := hosts[srv]
-	want := hoststat.Host{Packets: 12, Bytes: bytes4, TcpPackets: 6, UdpPackets: 5, IcmpPackets: 1, Syn: 2, Synack: 1, Rst: 1, Frags: 1,
+	want := hoststat.Host{Packets: 12, Bytes: bytes4, TcpPackets: 6, TcpData: 1, UdpPackets: 5, IcmpPackets: 1, Syn: 2, Synack: 1, Rst: 1, Frags: 1,
 		AmpDns: 1, AmpNtp: 1, AmpSsdp: 1, AmpMemcached: 1, NewPairs: 4}
 	want.TcpBytes, want.UdpBytes, want.IcmpBytes = h.TcpBytes, h.UdpBytes, h.IcmpBytes
 	if h != want {

@@ -50,6 +50,7 @@ func DecodeHost(key []byte, values [][]byte) (netip.Addr, Host, error) {
 		d.IcmpPackets += v.IcmpPackets
 		d.IcmpBytes += v.IcmpBytes
 		d.OtherPackets += v.OtherPackets
+		d.TcpData += v.TcpData
 		d.Syn += v.Syn
 		d.Synack += v.Synack
 		d.Rst += v.Rst

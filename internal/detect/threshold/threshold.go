@@ -30,8 +30,12 @@ const Name = "threshold"
 
 // Limits are per-destination thresholds, per second; 0 disables one.
 type Limits struct {
-	PPS      float64 `json:"pps,omitempty"`       // all packets
-	Mbps     float64 `json:"mbps,omitempty"`      // all traffic
+	// PPS counts every packet except TCP segments that carry data on
+	// connections (ACK set): a full-rate download or upload is not a flood.
+	PPS float64 `json:"pps,omitempty"`
+	// Mbps counts all traffic; off by default (set it to the link's
+	// capacity): a benign bulk transfer may fill a link.
+	Mbps     float64 `json:"mbps,omitempty"`
 	SynPPS   float64 `json:"syn-pps,omitempty"`   // TCP SYN without ACK
 	UDPPPS   float64 `json:"udp-pps,omitempty"`   // UDP packets
 	ICMPPPS  float64 `json:"icmp-pps,omitempty"`  // ICMP and ICMPv6 packets
@@ -78,7 +82,7 @@ type Config struct {
 
 // DefaultLimits are thresholds for one ordinary server: far above what a
 // busy web host receives, far below a flood.
-var DefaultLimits = Limits{PPS: 100000, Mbps: 5000, SynPPS: 5000, UDPPPS: 20000, ICMPPPS: 2000, AmpPPS: 2000, FragPPS: 5000, NewPairs: 5000, SynRatio: 0.8}
+var DefaultLimits = Limits{PPS: 100000, SynPPS: 5000, UDPPPS: 20000, ICMPPPS: 2000, AmpPPS: 2000, FragPPS: 5000, NewPairs: 5000, SynRatio: 0.8}
 
 // Alert kinds.
 const (
@@ -177,7 +181,7 @@ func perSec(cur, prev uint64, dt float64) float64 {
 
 func diff(cur, prev hoststat.Host, dt float64) rates {
 	return rates{
-		pps: perSec(cur.Packets, prev.Packets, dt), bps: 8 * perSec(cur.Bytes, prev.Bytes, dt),
+		pps: perSec(cur.Packets, prev.Packets, dt) - perSec(cur.TcpData, prev.TcpData, dt), bps: 8 * perSec(cur.Bytes, prev.Bytes, dt),
 		syn: perSec(cur.Syn, prev.Syn, dt), synack: perSec(cur.Synack, prev.Synack, dt),
 		tcp: perSec(cur.TcpPackets, prev.TcpPackets, dt), udp: perSec(cur.UdpPackets, prev.UdpPackets, dt),
 		icmp: perSec(cur.IcmpPackets, prev.IcmpPackets, dt), frag: perSec(cur.Frags, prev.Frags, dt),
