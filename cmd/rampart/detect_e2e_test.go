@@ -81,8 +81,7 @@ func TestDetectAndMitigate(t *testing.T) {
 				return st.Stats["dropped"]
 			}
 
-			cctx, stopClient := context.WithCancel(ctx)
-			done := benignClient(cctx, u.Clients[1], ln.Addr().String())
+			load := u.Clients[1].HTTPLoad(ctx, ln.Addr().String())
 			t0 := time.Now()
 			time.Sleep(3 * time.Second)
 
@@ -169,10 +168,9 @@ func TestDetectAndMitigate(t *testing.T) {
 			}
 			released := time.Since(floodEnd)
 			time.Sleep(time.Second)
-			stopClient()
-			ok := <-done
-			base := float64(countBetween(ok, t0, t1)) / t1.Sub(t0).Seconds()
-			during := float64(countBetween(ok, t2, t3)) / t3.Sub(t2).Seconds()
+			load.Stop()
+			base := float64(load.Between(t0, t1)) / t1.Sub(t0).Seconds()
+			during := float64(load.Between(t2, t3)) / t3.Sub(t2).Seconds()
 			t.Logf("%s: benign requests/s %.0f before, %.0f during the mitigated flood (%.0f%%); rules gone %v after the flood stopped",
 				c.name, base, during, 100*during/base, released.Round(100*time.Millisecond))
 			if base < 20 {

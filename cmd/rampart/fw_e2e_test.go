@@ -240,46 +240,6 @@ func TestFirewallPersistence(t *testing.T) {
 	}
 }
 
-// benignClient makes HTTP/1.0 requests from h to addr, one connection
-// each, until ctx ends, and returns the times of those answered 200.
-func benignClient(ctx context.Context, h *lab.Host, addr string) <-chan []time.Time {
-	out := make(chan []time.Time, 1)
-	go func() {
-		var ok []time.Time
-		h.Do(func() error {
-			buf := make([]byte, 64)
-			for ctx.Err() == nil {
-				c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
-				if err != nil {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-				c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
-				n, _ := io.ReadAtLeast(c, buf, 12)
-				c.Close()
-				if n >= 12 && string(buf[9:12]) == "200" {
-					ok = append(ok, time.Now())
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			return nil
-		})
-		out <- ok
-	}()
-	return out
-}
-
-func countBetween(ts []time.Time, from, to time.Time) int {
-	n := 0
-	for _, t := range ts {
-		if !t.Before(from) && t.Before(to) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestFloodBlockedBenignServed is the closed loop in the lab: an hping3
 // UDP flood from one namespace, a benign HTTP client in another, both
 // through the server's one uplink. An alert handed to the responder (in
@@ -328,8 +288,7 @@ func TestFloodBlockedBenignServed(t *testing.T) {
 	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--no-detect", "--config", cfg,
 		"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", audit)
 
-	cctx, stopClient := context.WithCancel(ctx)
-	done := benignClient(cctx, benign, ln.Addr().String())
+	load := benign.HTTPLoad(ctx, ln.Addr().String())
 	t0 := time.Now()
 	time.Sleep(2 * time.Second)
 	flood, err := attacker.Start("hping3", "--flood", "--udp", "-p", "9", "-d", "64", u.Server.String())
@@ -348,15 +307,14 @@ func TestFloodBlockedBenignServed(t *testing.T) {
 	t3 := time.Now()
 	st := a.cli(ctx, "fw", "status", "--json")
 	flood.Stop()
-	stopClient()
-	ok := <-done
+	load.Stop()
 
 	var status struct {
 		Stats map[string]uint64 `json:"stats"`
 	}
 	json.Unmarshal([]byte(st), &status)
-	base := float64(countBetween(ok, t0, t1)) / t1.Sub(t0).Seconds()
-	during := float64(countBetween(ok, t2, t3)) / t3.Sub(t2).Seconds()
+	base := float64(load.Between(t0, t1)) / t1.Sub(t0).Seconds()
+	during := float64(load.Between(t2, t3)) / t3.Sub(t2).Seconds()
 	t.Logf("benign requests/s: %.0f before the flood, %.0f during it with the block; firewall dropped %d packets", base, during, status.Stats["dropped"])
 	if base < 20 {
 		t.Fatalf("the benign client only managed %.0f requests/s before the flood", base)

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -363,10 +362,15 @@ func (r *Responder) process(a alert.Alert, rule compiled, base Decision) Decisio
 
 // Expired audits a rule the firewall removed on expiry.
 func (r *Responder) Expired(fr firewall.Rule) {
-	if !strings.HasPrefix(fr.Description, DescriptionPrefix) {
+	// A filter's pass rules expire with it: its drop rule says it all.
+	if !ours(fr) || fr.Action == firewall.ActionPass {
 		return
 	}
-	r.record(Decision{Time: r.opts.Now(), Action: "unblock", Target: fr.Src, Mode: r.Mode(), Outcome: Expired, Detail: fr.Description})
+	target := fr.Src
+	if target == "" {
+		target = describeSig(fr)
+	}
+	r.record(Decision{Time: r.opts.Now(), Action: "unblock", Target: target, Mode: r.Mode(), Outcome: Expired, Detail: fr.Description + ": the attack is over (no longer dropping enough to keep it)"})
 }
 
 func (r *Responder) record(d Decision) Decision {
