@@ -52,6 +52,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "rampart.h"
+#include "rp_clock.h"
 
 #ifndef TC_ACT_UNSPEC
 #define TC_ACT_UNSPEC (-1)
@@ -481,7 +482,7 @@ static __always_inline void handle(struct __sk_buff *skb, enum crypto_dir dir)
 
 	__builtin_memset(&key, 0, sizeof(key));
 	make_key(&key, &p);
-	now = bpf_ktime_get_coarse_ns();
+	now = rp_now_coarse();
 
 	s = bpf_map_lookup_elem(&sessions, &key);
 	if (!s) {

@@ -74,6 +74,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "rampart.h"
+#include "rp_clock.h"
 
 #ifndef TC_ACT_UNSPEC
 #define TC_ACT_UNSPEC (-1)
@@ -499,7 +500,7 @@ static __always_inline void handle(struct __sk_buff *skb, __u8 dir)
 	if (!s) {
 		struct session_state init = {};
 
-		now = bpf_ktime_get_ns();
+		now = rp_now();
 		init.first_ns = now;
 		/* BPF_NOEXIST: another CPU may have created it meanwhile. */
 		bpf_map_update_elem(&sessions, &key, &init, BPF_NOEXIST);
@@ -519,10 +520,10 @@ static __always_inline void handle(struct __sk_buff *skb, __u8 dir)
 	 * started a window.
 	 */
 	if (!now && s->packets_sent < n_packets)
-		now = bpf_ktime_get_ns();
-	if (window_ns && (__s64)((now ? now : bpf_ktime_get_coarse_ns()) - s->first_ns) >= (__s64)window_ns) {
+		now = rp_now();
+	if (window_ns && (__s64)((now ? now : rp_now_coarse()) - s->first_ns) >= (__s64)window_ns) {
 		if (!now)
-			now = bpf_ktime_get_ns();
+			now = rp_now();
 		s->first_ns = now;
 		s->packets_seen = 0;
 		s->packets_sent = 0;
@@ -538,7 +539,7 @@ static __always_inline void handle(struct __sk_buff *skb, __u8 dir)
 		return;
 	}
 	if (!now)
-		now = bpf_ktime_get_ns();
+		now = rp_now();
 	__sync_fetch_and_add(&s->packets_sent, 1);
 
 	__builtin_memcpy(&rec->key, &key, sizeof(key));

@@ -21,4 +21,13 @@ static __always_inline __u64 rp_now(void)
 	return t ? t : bpf_ktime_get_ns();
 }
 
+/* rp_now_coarse is rp_now at the resolution of one scheduler tick, for
+ * about half the cost when live. */
+static __always_inline __u64 rp_now_coarse(void)
+{
+	__u64 t = rampart_replay_ns;
+
+	return t ? t : bpf_ktime_get_coarse_ns();
+}
+
 #endif /* __RP_CLOCK_H__ */

@@ -66,7 +66,8 @@ func (s *stream) run() {
 			s.lost.Add(1)
 			continue
 		}
-		ev := Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: time.Now().UnixNano(), Data: json.RawMessage(append([]byte(nil), buf...))}
+		ev := Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: time.Now().UnixNano(), Data: json.RawMessage(append([]byte(nil), buf...)),
+			Raw: append([]byte(nil), rec.RawSample...)}
 		s.publish(ev)
 	}
 }

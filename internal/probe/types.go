@@ -125,6 +125,9 @@ type Event struct {
 	Seq    uint64          `json:"seq"`
 	Time   int64           `json:"time"`
 	Data   json.RawMessage `json:"data"`
+	// Raw is the record as the kernel wrote it, for typed consumers
+	// (ddosfeat.DecodePacketFeatures) that need no JSON.
+	Raw []byte `json:"-"`
 }
 
 // ErrorKind classifies errors for the API (HTTP status) and the CLI.

@@ -65,6 +65,7 @@ const (
 	cryptoFeatMapSessions         = "sessions"
 	cryptoFeatProgCryptoEgress    = "crypto_egress"
 	cryptoFeatProgCryptoIngress   = "crypto_ingress"
+	cryptoFeatVarRampartReplayNs  = "rampart_replay_ns"
 	cryptoFeatVarSessionTimeoutNs = "session_timeout_ns"
 	cryptoFeatVarUnusedCryptoStat = "unused_crypto_stat"
 )
@@ -127,6 +128,7 @@ type cryptoFeatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type cryptoFeatVariableSpecs struct {
+	RampartReplayNs  *ebpf.VariableSpec `ebpf:"rampart_replay_ns"`
 	SessionTimeoutNs *ebpf.VariableSpec `ebpf:"session_timeout_ns"`
 	UnusedCryptoStat *ebpf.VariableSpec `ebpf:"unused_crypto_stat"`
 }
@@ -166,6 +168,7 @@ func (m *cryptoFeatMaps) Close() error {
 //
 // It can be passed to loadCryptoFeatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cryptoFeatVariables struct {
+	RampartReplayNs  *ebpf.Variable `ebpf:"rampart_replay_ns"`
 	SessionTimeoutNs *ebpf.Variable `ebpf:"session_timeout_ns"`
 	UnusedCryptoStat *ebpf.Variable `ebpf:"unused_crypto_stat"`
 }

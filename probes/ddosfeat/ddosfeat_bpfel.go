@@ -77,6 +77,7 @@ const (
 	ddosFeatProgDdosEgress       = "ddos_egress"
 	ddosFeatProgDdosIngress      = "ddos_ingress"
 	ddosFeatVarN_packets         = "n_packets"
+	ddosFeatVarRampartReplayNs   = "rampart_replay_ns"
 	ddosFeatVarUnusedDdosDir     = "unused_ddos_dir"
 	ddosFeatVarUnusedDdosStat    = "unused_ddos_stat"
 	ddosFeatVarUnusedPktFeatures = "unused_pkt_features"
@@ -143,6 +144,7 @@ type ddosFeatMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ddosFeatVariableSpecs struct {
 	N_packets         *ebpf.VariableSpec `ebpf:"n_packets"`
+	RampartReplayNs   *ebpf.VariableSpec `ebpf:"rampart_replay_ns"`
 	UnusedDdosDir     *ebpf.VariableSpec `ebpf:"unused_ddos_dir"`
 	UnusedDdosStat    *ebpf.VariableSpec `ebpf:"unused_ddos_stat"`
 	UnusedPktFeatures *ebpf.VariableSpec `ebpf:"unused_pkt_features"`
@@ -187,6 +189,7 @@ func (m *ddosFeatMaps) Close() error {
 // It can be passed to loadDdosFeatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ddosFeatVariables struct {
 	N_packets         *ebpf.Variable `ebpf:"n_packets"`
+	RampartReplayNs   *ebpf.Variable `ebpf:"rampart_replay_ns"`
 	UnusedDdosDir     *ebpf.Variable `ebpf:"unused_ddos_dir"`
 	UnusedDdosStat    *ebpf.Variable `ebpf:"unused_ddos_stat"`
 	UnusedPktFeatures *ebpf.Variable `ebpf:"unused_pkt_features"`
