@@ -804,3 +804,34 @@ func BenchmarkTrainEpoch(b *testing.B) {
 		}
 	}
 }
+
+func TestAssembler(t *testing.T) {
+	key := func(i int) ddosfeat.SessionKey {
+		return ddosfeat.SessionKey{LoAddr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), HiAddr: netip.MustParseAddr("192.0.2.1"), Proto: 6}
+	}
+	a := NewAssembler(3, 1000, 4)
+	pkt := func(i int, ts uint64) ddosfeat.PacketFeatures { return ddosfeat.PacketFeatures{Session: key(i), TimestampNs: ts} }
+	if d := a.Add(pkt(1, 10)); len(d) != 0 {
+		t.Fatal("completed too early")
+	}
+	a.Add(pkt(1, 20))
+	d := a.Add(pkt(1, 30))
+	if len(d) != 1 || len(d[0].Packets) != 3 || d[0].FirstNs != 10 || d[0].LastNs != 30 {
+		t.Fatalf("full session: %+v", d)
+	}
+	a.Add(pkt(2, 100))
+	a.Add(pkt(3, 900))
+	if d := a.Flush(1500); len(d) != 1 || d[0].Key != key(2) {
+		t.Fatalf("idle flush: %+v", d)
+	}
+	// More than Max open: the oldest complete early.
+	for i := 4; i <= 8; i++ {
+		a.Add(pkt(i, 1000+uint64(i)))
+	}
+	if a.Open() != 4 {
+		t.Fatalf("open %d, want 4", a.Open())
+	}
+	if d := a.Flush(0); len(d) != 4 || d[0].Key != key(5) {
+		t.Fatalf("flush all: %d sessions, first %v", len(d), d[0].Key)
+	}
+}
