@@ -810,7 +810,9 @@ func TestAssembler(t *testing.T) {
 		return ddosfeat.SessionKey{LoAddr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), HiAddr: netip.MustParseAddr("192.0.2.1"), Proto: 6}
 	}
 	a := NewAssembler(3, 1000, 4)
-	pkt := func(i int, ts uint64) ddosfeat.PacketFeatures { return ddosfeat.PacketFeatures{Session: key(i), TimestampNs: ts} }
+	pkt := func(i int, ts uint64) ddosfeat.PacketFeatures {
+		return ddosfeat.PacketFeatures{Session: key(i), TimestampNs: ts}
+	}
 	if d := a.Add(pkt(1, 10)); len(d) != 0 {
 		t.Fatal("completed too early")
 	}
