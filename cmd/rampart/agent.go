@@ -19,6 +19,7 @@ import (
 
 	"github.com/rampart-shield/rampart/internal/alert"
 	"github.com/rampart-shield/rampart/internal/api"
+	"github.com/rampart-shield/rampart/internal/detect/lucid"
 	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/firewall"
 	"github.com/rampart-shield/rampart/internal/probe"
@@ -256,7 +257,7 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	defer resp.Close()
 	log.Info("responder ready", "mode", resp.Mode(), "audit", "rampart respond audit")
 	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows, Firewall: fwAPI, FirewallIface: fwCfg.Iface, Responder: resp})
-	detector, err := startDetection(cmd.Context(), log, m, cfg.Detect, fwCfg.Iface, o.noDetect, func(a alert.Alert) {
+	detectors, err := startDetection(cmd.Context(), log, m, cfg.Detect, fwCfg.Iface, o.noDetect, func(a alert.Alert) {
 		srv.RecordAlert(a, resp.Handle(a))
 	})
 	if err != nil {
@@ -287,8 +288,8 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	log.Info("rampart agent running", "version", version, "socket", socket, "pid", os.Getpid())
 
 	loadStartupProbes(ctx, log, m, startup, socket)
-	if detector != nil {
-		go detector.Run(ctx)
+	for _, run := range detectors {
+		go run(ctx)
 	}
 	go resp.Run(ctx, time.Second)
 	flowsDone := make(chan struct{})
@@ -322,10 +323,14 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	return nil
 }
 
-// startDetection loads hoststat on the detection interface (by default the
-// firewall's) and returns the threshold detector's service, or nil when
-// detection is off.
-func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc detectConfig, fwIface string, off bool, onAlert func(alert.Alert)) (*threshold.Service, error) {
+// defaultDDoSModel is the CNN the agent uses when the config names none.
+var defaultDDoSModel func() (*lucid.Model, error)
+
+// startDetection loads the detectors' probes on the detection interface
+// (by default the firewall's) and returns their loops, none when
+// detection is off: the threshold detector on hoststat, and the CNN on
+// ddosfeat when a model is available.
+func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc detectConfig, fwIface string, off bool, onAlert func(alert.Alert)) ([]func(context.Context), error) {
 	iface := dc.Iface
 	if iface == "" {
 		iface = fwIface
@@ -349,7 +354,37 @@ func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc 
 		return nil, fmt.Errorf("detect: %w", err)
 	}
 	log.Info("threshold detector running", "iface", iface, "interval", interval, "alerts", "rampart respond audit")
-	return &threshold.Service{Manager: m, Probe: "hoststat", Detector: det, Interval: interval, OnAlert: onAlert, Log: log}, nil
+	svc := &threshold.Service{Manager: m, Probe: "hoststat", Detector: det, Interval: interval, OnAlert: onAlert, Log: log}
+	loops := []func(context.Context){svc.Run}
+
+	if dc.Lucid.Off {
+		return loops, nil
+	}
+	var model *lucid.Model
+	switch {
+	case dc.Lucid.Model != "":
+		if model, err = lucid.LoadFile(dc.Lucid.Model); err != nil {
+			return nil, fmt.Errorf("detect: lucid model: %w", err)
+		}
+	case defaultDDoSModel != nil:
+		if model, err = defaultDDoSModel(); err != nil {
+			return nil, fmt.Errorf("detect: the built-in lucid model: %w", err)
+		}
+	default:
+		log.Info("no lucid model: the CNN detector is off (detect: {lucid: {model: FILE}})")
+		return loops, nil
+	}
+	params := map[string]string{"n_packets": fmt.Sprint(model.N)}
+	if _, err := m.Load(ctx, probe.LoadRequest{Name: "ddosfeat", Iface: iface, Params: params}); err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	log.Info("lucid CNN detector running", "iface", iface, "model", model.Name+" "+model.Version, "packets", model.N)
+	ls := &lucid.Service{Manager: m, Probe: "ddosfeat", Detector: lucid.NewDetector(model, dc.Lucid.Config), OnAlert: onAlert, Log: log}
+	return append(loops, func(ctx context.Context) {
+		if err := ls.Run(ctx); err != nil {
+			log.Warn("lucid detector stopped", "err", err)
+		}
+	}), nil
 }
 
 // agentToken reads the TCP token from tokenFile or, when none is given,

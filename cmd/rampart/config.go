@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/rampart-shield/rampart/internal/detect/lucid"
 	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/respond"
@@ -39,6 +40,16 @@ type detectConfig struct {
 	// Interval between looks (default 500ms).
 	Interval  string           `json:"interval,omitempty"`
 	Threshold threshold.Config `json:"threshold,omitempty"`
+	Lucid     lucidConfig      `json:"lucid,omitempty"`
+}
+
+// lucidConfig configures the CNN detector on ddosfeat's packet features.
+type lucidConfig struct {
+	Off bool `json:"off,omitempty"`
+	// Model is a model file (rampart model train ddos); default: the
+	// model built into the agent.
+	Model  string               `json:"model,omitempty"`
+	Config lucid.DetectorConfig `json:"config,omitempty"`
 }
 
 // fwConfig configures the firewall.
