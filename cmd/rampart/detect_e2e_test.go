@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,12 +24,7 @@ import (
 // the benign client keeps at least 90% of its request rate, and the
 // mitigation must end after the attack does.
 func TestDetectAndMitigate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads eBPF programs and creates network namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds the binary and floods for a minute; skipped with -short")
-	}
+	needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := buildBinary(t, ctx)
@@ -50,29 +44,17 @@ func TestDetectAndMitigate(t *testing.T) {
 					t.Skip("needs hping3 (apt-get install hping3)")
 				}
 			}
-			l := lab.ForTest(t)
-			u, err := l.Uplink(ctx, lab.UplinkOptions{IPv6: c.ipv6}, "attacker", "benign")
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, u, pinRoot := labUplink(t, ctx, lab.UplinkOptions{IPv6: c.ipv6}, "attacker", "benign")
 			server := u.Server
 			if c.ipv6 {
 				server = u.Server6
 			}
-			ln, err := net.Listen("tcp", net.JoinHostPort(server.String(), "0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })}
-			go srv.Serve(ln)
-			t.Cleanup(func() { srv.Close() })
-			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			web := serveHTTP(t, server, okHandler)
+			_, port, _ := net.SplitHostPort(web)
 
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "agent.yaml")
 			os.WriteFile(cfg, []byte("respond:\n  mode: enforce\n  rules:\n    - {action: suggested, duration: 4s}\n"), 0o600)
-			pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
-			t.Cleanup(func() { os.RemoveAll(pinRoot) })
 			a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--config", cfg,
 				"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", filepath.Join(dir, "audit.jsonl"))
 			dropped := func() uint64 {
@@ -81,7 +63,7 @@ func TestDetectAndMitigate(t *testing.T) {
 				return st.Stats["dropped"]
 			}
 
-			load := u.Clients[1].HTTPLoad(ctx, ln.Addr().String())
+			load := u.Clients[1].HTTPLoad(ctx, web)
 			t0 := time.Now()
 			time.Sleep(3 * time.Second)
 
@@ -208,12 +190,7 @@ func dnsLike(pc net.PacketConn) {
 // queries, pings) raises no alert and adds no rule. RAMPART_SOAK sets the
 // duration (default 20s; the acceptance run uses 10m).
 func TestBenignNoAlerts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads eBPF programs and creates network namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds the binary and runs benign traffic; skipped with -short")
-	}
+	needLab(t)
 	for _, tool := range []string{"iperf3", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s (apt-get install %s)", tool, tool)
@@ -230,21 +207,11 @@ func TestBenignNoAlerts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), soak+3*time.Minute)
 	defer cancel()
 	bin := buildBinary(t, ctx)
-	l := lab.ForTest(t)
-	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "bulk", "web", "dns")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, u, pinRoot := labUplink(t, ctx, lab.UplinkOptions{}, "bulk", "web", "dns")
 	server := u.Server.String()
-	ln, err := net.Listen("tcp", net.JoinHostPort(server, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	web := serveHTTP(t, u.Server, func(w http.ResponseWriter, r *http.Request) {
 		w.Write(make([]byte, 1+len(r.URL.Path)*100))
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	})
 	pc, err := net.ListenPacket("udp", net.JoinHostPort(server, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -255,8 +222,6 @@ func TestBenignNoAlerts(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(cfg, []byte("respond:\n  mode: enforce\n"), 0o600)
-	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
-	t.Cleanup(func() { os.RemoveAll(pinRoot) })
 	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--config", cfg,
 		"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", "-")
 
@@ -272,11 +237,11 @@ func TestBenignNoAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	web, err := u.Clients[1].Start("wrk", "-t", "2", "-c", "32", "-d", secs+"s", "http://"+ln.Addr().String()+"/index")
+	wrk, err := u.Clients[1].Start("wrk", "-t", "2", "-c", "32", "-d", secs+"s", "http://"+web+"/index")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// DNS-like queries (about 2000/s) and pings from the third client.
+	// DNS-like queries (a few hundred a second) and pings from the third client.
 	qctx, stopQueries := context.WithTimeout(ctx, soak)
 	defer stopQueries()
 	queries := make(chan int, 1)
@@ -303,12 +268,12 @@ func TestBenignNoAlerts(t *testing.T) {
 	}()
 	pingsOut, _ := u.Clients[2].Run(ctx, soak+10*time.Second, "ping", "-n", "-q", "-i", "0.01", "-w", secs, server)
 	bulk.Wait()
-	web.Wait()
+	wrk.Wait()
 	nq := <-queries
 	t.Logf("iperf3:\n%s", lastLines(bulk.Output(), 4))
-	t.Logf("wrk:\n%s", lastLines(web.Output(), 6))
+	t.Logf("wrk:\n%s", lastLines(wrk.Output(), 6))
 	t.Logf("dns-like queries answered: %d (%.0f/s); ping: %s", nq, float64(nq)/soak.Seconds(), lastLines(string(pingsOut), 2))
-	if !strings.Contains(bulk.Output(), "receiver") || !strings.Contains(web.Output(), "Requests/sec") || nq == 0 {
+	if !strings.Contains(bulk.Output(), "receiver") || !strings.Contains(wrk.Output(), "Requests/sec") || nq == 0 {
 		t.Fatal("the benign traffic did not run")
 	}
 	alerts, err := clientFor(a.sock).Alerts(ctx)

@@ -140,28 +140,59 @@ func attachments(t *testing.T, iface string) (xdp, tcx int) {
 	return
 }
 
+// needLab skips a test that needs root (BPF, namespaces) or that -short
+// leaves out.
+func needLab(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads eBPF programs and creates network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and runs a lab; skipped with -short")
+	}
+}
+
+// labUplink builds a lab with an uplink to the root namespace and names a
+// pin root for the test's agents, removed at the end.
+func labUplink(t *testing.T, ctx context.Context, opts lab.UplinkOptions, clients ...string) (*lab.Lab, *lab.Uplink, string) {
+	t.Helper()
+	l := lab.ForTest(t)
+	u, err := l.Uplink(ctx, opts, clients...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
+	t.Cleanup(func() { os.RemoveAll(pinRoot) })
+	return l, u, pinRoot
+}
+
+// serveHTTP serves h on a free port of addr until the test ends and
+// returns the listener's host:port.
+func serveHTTP(t *testing.T, addr netip.Addr, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func okHandler(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }
+
 // TestFirewallPersistence: rules applied through the CLI drop a lab host's
 // packets; after kill -9 of the agent they still do; a restarted agent
 // lists the same rules with counters that carried on, without a second
 // attachment; a clean stop removes them.
 func TestFirewallPersistence(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads eBPF programs, pins in bpffs and creates network namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
+	needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := lab.ForTest(t)
-	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "attacker", "benign")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, u, pinRoot := labUplink(t, ctx, lab.UplinkOptions{}, "attacker", "benign")
 	attacker, benign := u.Clients[0], u.Clients[1]
 	iface, server := u.Root.BIface, u.Server
-	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
-	t.Cleanup(func() { os.RemoveAll(pinRoot) })
 	bin := buildBinary(t, ctx)
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	args := []string{"--no-default", "--no-detect", "--firewall", iface, "--pin-root", pinRoot, "--audit-file", "-"}
@@ -247,30 +278,15 @@ func TestFirewallPersistence(t *testing.T) {
 // at least 90% of its request rate; the block expires after the attack and
 // the audit trail shows the block and its expiry.
 func TestFloodBlockedBenignServed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads eBPF programs and creates network namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
+	needLab(t)
 	if _, err := exec.LookPath("hping3"); err != nil {
 		t.Skip("needs hping3 (apt-get install hping3) for the flood")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := lab.ForTest(t)
-	u, err := l.Uplink(ctx, lab.UplinkOptions{}, "attacker", "benign")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, u, pinRoot := labUplink(t, ctx, lab.UplinkOptions{}, "attacker", "benign")
 	attacker, benign := u.Clients[0], u.Clients[1]
-	ln, err := net.Listen("tcp", net.JoinHostPort(u.Server.String(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	web := serveHTTP(t, u.Server, okHandler)
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
@@ -282,13 +298,11 @@ func TestFloodBlockedBenignServed(t *testing.T) {
       action: block
       duration: 4s
 `), 0o600)
-	pinRoot := filepath.Join("/sys/fs/bpf", "rampart-test-"+l.ID)
-	t.Cleanup(func() { os.RemoveAll(pinRoot) })
 	bin := buildBinary(t, ctx)
 	a := startRealAgent(t, ctx, bin, filepath.Join(dir, "api.sock"), "--no-default", "--no-detect", "--config", cfg,
 		"--firewall", u.Root.BIface, "--pin-root", pinRoot, "--audit-file", audit)
 
-	load := benign.HTTPLoad(ctx, ln.Addr().String())
+	load := benign.HTTPLoad(ctx, web)
 	t0 := time.Now()
 	time.Sleep(2 * time.Second)
 	flood, err := attacker.Start("hping3", "--flood", "--udp", "-p", "9", "-d", "64", u.Server.String())

@@ -107,11 +107,16 @@ func (s *Server) firewallStatus(w http.ResponseWriter, r *http.Request) {
 		writeFirewallErr(w, err)
 		return
 	}
-	out := FirewallStatus{Iface: s.fwIface, Rules: len(rules), Allowlist: []string{}, Stats: st}
+	writeJSON(w, http.StatusOK, FirewallStatus{Iface: s.fwIface, Rules: len(rules), Allowlist: s.allowlist(), Stats: st})
+}
+
+// allowlist renders the firewall's allowlist.
+func (s *Server) allowlist() []string {
+	out := []string{}
 	for _, p := range s.fw.Allowlist() {
-		out.Allowlist = append(out.Allowlist, p.String())
+		out = append(out, p.String())
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *Server) listRules(w http.ResponseWriter, r *http.Request) {
@@ -229,11 +234,7 @@ func (s *Server) getAllowlist(w http.ResponseWriter, r *http.Request) {
 	if !s.needFirewall(w) {
 		return
 	}
-	out := PrefixList{Prefixes: []string{}}
-	for _, p := range s.fw.Allowlist() {
-		out.Prefixes = append(out.Prefixes, p.String())
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, PrefixList{Prefixes: s.allowlist()})
 }
 
 func (s *Server) changeAllowlist(w http.ResponseWriter, r *http.Request) {
