@@ -49,7 +49,9 @@ Attacks:
 			if _, ok := demo.Attacks[attack]; !ok {
 				return usagef("--attack %q: want syn, syn6, udp or icmp", attack)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			// A closed output pipe must not kill the demo before it cleans up.
+			signal.Ignore(syscall.SIGPIPE)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			return demo.Run(ctx, demo.Options{Attack: attack, Flood: flood, Out: a.stdout})
 		},
