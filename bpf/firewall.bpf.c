@@ -10,16 +10,21 @@
  *
  *   1. allowlist: one LPM lookup of the remote address (the source on
  *      ingress, the destination on egress); a hit passes the packet.
- *   2. rules: one LPM lookup of the remote address in `rules_v4`/`rules_v6`.
- *      The key starts with the direction, so one trie serves both. The value
- *      is the list of candidate rule slots for that prefix, already ordered
- *      by the agent (longest remote prefix first, then the rule order), with
- *      every rule of a covering (shorter) prefix included. The first
- *      candidate whose other fields match decides.
+ *   2. rules: the longest remote prefix with rules, found by hash lookups
+ *      of the remote address masked to each prefix length in use (the agent
+ *      keeps the lengths of each direction and family in `fw_lens`, longest
+ *      first; at most FW_MAX_LENS). The value is the list of candidate rule
+ *      slots for that prefix, already ordered by the agent (longest remote
+ *      prefix first, then the rule order), with every rule of a covering
+ *      (shorter) prefix included. The first candidate whose other fields
+ *      match decides.
  *   3. no rule matched: pass.
  *
- * So the per-packet cost is one or two trie lookups plus a scan of at most
- * FW_MAX_CANDIDATES small structs, whatever the number of rules.
+ * So a packet costs an allowlist trie lookup, one hash lookup per prefix
+ * length in use until one hits (a blocklist of /24s and /32s: one or two),
+ * and a scan of at most FW_MAX_CANDIDATES small structs, whatever the number
+ * of rules: a hash lookup does not slow down with ten thousand entries as a
+ * trie walk does.
  *
  * Malformed packets (truncated or invalid IP header) and non-IP frames are
  * counted and passed: nothing is dropped by accident. A packet whose L4
@@ -42,6 +47,7 @@
 
 #define FW_MAX_CANDIDATES 16
 #define FW_MAX_RULES 65536
+#define FW_MAX_LENS 16
 
 enum fw_action {
 	FW_PASS = 0,
@@ -123,7 +129,7 @@ struct fw_bucket {
 };
 
 enum fw_stat {
-	FW_STAT_PACKETS = 0,
+	FW_STAT_PACKETS = 0, /* unused: passed + dropped */
 	FW_STAT_PASSED,
 	FW_STAT_DROPPED,
 	FW_STAT_ALLOWLISTED,
@@ -152,21 +158,51 @@ struct {
 	__type(value, struct fw_counter);
 } fw_counters SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, FW_MAX_RULES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct fw_key4);
-	__type(value, struct fw_cand);
-} fw_trie_v4 SEC(".maps");
+/* Rule prefixes by (direction, length, masked address). */
+struct fw_pkey4 {
+	__u8 dir;
+	__u8 plen;
+	__u16 pad;
+	__u8 addr[4];
+};
+
+struct fw_pkey6 {
+	__u8 dir;
+	__u8 plen;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+/* The prefix lengths in use for one direction and family, longest first. */
+struct fw_lenset {
+	__u32 n;
+	__u8 len[FW_MAX_LENS];
+	__u32 allow; /* allowlist prefixes of this family: 0 skips the lookup */
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FW_MAX_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct fw_key6);
+	__type(key, struct fw_pkey4);
 	__type(value, struct fw_cand);
-} fw_trie_v6 SEC(".maps");
+} fw_pfx_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fw_pkey6);
+	__type(value, struct fw_cand);
+} fw_pfx_v6 SEC(".maps");
+
+/* Index: dir * 2 + (IPv6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, struct fw_lenset);
+} fw_lens SEC(".maps");
 
 /* Allowlist: remote prefixes never filtered, in both directions. The key's
  * dir word is always 0. */
@@ -219,13 +255,18 @@ static __always_inline int local_eq(const __u8 *addr, const struct fw_rule *r)
 	       ((w[2] ^ v[2]) & m[2]) == 0 && ((w[3] ^ v[3]) & m[3]) == 0;
 }
 
-static __always_inline int rule_matches(const struct fw_rule *r, const struct rp_pkt *p, const __u8 *local, __u64 now)
+static __always_inline int rule_matches(const struct fw_rule *r, const struct rp_pkt *p, const __u8 *local, __u64 *now)
 {
 	if (!r->in_use)
 		return 0;
-	if (r->expires_mono_ns && now >= r->expires_mono_ns) {
-		stat_inc(FW_STAT_EXPIRED_SKIPPED);
-		return 0;
+	if (r->expires_mono_ns) {
+		/* Expiry at tick resolution: the coarse clock is cheaper. */
+		if (!*now)
+			*now = bpf_ktime_get_coarse_ns();
+		if (*now >= r->expires_mono_ns) {
+			stat_inc(FW_STAT_EXPIRED_SKIPPED);
+			return 0;
+		}
 	}
 	__u8 m = r->match;
 	if ((m & FW_M_PROTO) && r->proto != p->proto)
@@ -284,11 +325,60 @@ static __always_inline int ratelimit(__u32 slot, const struct fw_rule *r, const 
 	return 1;
 }
 
+/* mask32 is the network-order mask of the first bits bits of a word. */
+static __always_inline __u32 mask32(__s32 bits)
+{
+	if (bits <= 0)
+		return 0;
+	if (bits >= 32)
+		return 0xffffffff;
+	return bpf_htonl(0xffffffff << (32 - bits));
+}
+
+static __always_inline struct fw_cand *lookup4(const __u8 *remote, __u32 dir, const struct fw_lenset *l)
+{
+	__u32 a;
+	__builtin_memcpy(&a, remote, 4);
+	struct fw_pkey4 k = {.dir = dir};
+	for (__u32 i = 0; i < FW_MAX_LENS; i++) {
+		if (i >= l->n)
+			break;
+		__u8 plen = l->len[i];
+		__u32 m = a & mask32(plen);
+		k.plen = plen;
+		__builtin_memcpy(k.addr, &m, 4);
+		struct fw_cand *c = bpf_map_lookup_elem(&fw_pfx_v4, &k);
+		if (c)
+			return c;
+	}
+	return 0;
+}
+
+static __always_inline struct fw_cand *lookup6(const __u8 *remote, __u32 dir, const struct fw_lenset *l)
+{
+	__u32 a[4];
+	__builtin_memcpy(a, remote, 16);
+	struct fw_pkey6 k = {.dir = dir};
+	for (__u32 i = 0; i < FW_MAX_LENS; i++) {
+		if (i >= l->n)
+			break;
+		__s32 plen = l->len[i];
+		__u32 m[4] = {a[0] & mask32(plen), a[1] & mask32(plen - 32), a[2] & mask32(plen - 64), a[3] & mask32(plen - 96)};
+		k.plen = plen;
+		__builtin_memcpy(k.addr, m, 16);
+		struct fw_cand *c = bpf_map_lookup_elem(&fw_pfx_v6, &k);
+		if (c)
+			return c;
+	}
+	return 0;
+}
+
 /* decide returns 1 to drop. */
 static __always_inline int decide(void *data, void *data_end, __u32 dir, __u64 len)
 {
 	struct rp_pkt p = {};
-	stat_inc(FW_STAT_PACKETS);
+	/* Every packet counts once as passed or dropped: their sum is the
+	 * packet count (the agent adds them up). */
 	int rc = rp_parse(data, data_end, &p);
 	if (rc != 0) {
 		stat_inc(rc > 0 ? FW_STAT_NOT_IP : FW_STAT_MALFORMED);
@@ -297,40 +387,44 @@ static __always_inline int decide(void *data, void *data_end, __u32 dir, __u64 l
 	}
 	const __u8 *remote = dir == FW_INGRESS ? p.saddr : p.daddr;
 	const __u8 *local = dir == FW_INGRESS ? p.daddr : p.saddr;
+	__u32 idx = dir * 2 + (p.family == 6);
+	struct fw_lenset *l = bpf_map_lookup_elem(&fw_lens, &idx);
+	if (!l) {
+		stat_inc(FW_STAT_PASSED);
+		return 0;
+	}
 	struct fw_cand *c;
 	if (p.family == 4) {
 		struct fw_key4 k = {.prefixlen = 64, .dir = 0};
 		__builtin_memcpy(k.addr, remote, 4);
-		if (bpf_map_lookup_elem(&fw_allow_v4, &k)) {
+		if (l->allow && bpf_map_lookup_elem(&fw_allow_v4, &k)) {
 			stat_inc(FW_STAT_ALLOWLISTED);
 			stat_inc(FW_STAT_PASSED);
 			return 0;
 		}
-		k.dir = dir;
-		c = bpf_map_lookup_elem(&fw_trie_v4, &k);
+		c = lookup4(remote, dir, l);
 	} else {
 		struct fw_key6 k = {.prefixlen = 160, .dir = 0};
 		__builtin_memcpy(k.addr, remote, 16);
-		if (bpf_map_lookup_elem(&fw_allow_v6, &k)) {
+		if (l->allow && bpf_map_lookup_elem(&fw_allow_v6, &k)) {
 			stat_inc(FW_STAT_ALLOWLISTED);
 			stat_inc(FW_STAT_PASSED);
 			return 0;
 		}
-		k.dir = dir;
-		c = bpf_map_lookup_elem(&fw_trie_v6, &k);
+		c = lookup6(remote, dir, l);
 	}
 	if (!c) {
 		stat_inc(FW_STAT_PASSED);
 		return 0;
 	}
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = 0;
 	__u32 n = c->n;
 	for (__u32 i = 0; i < FW_MAX_CANDIDATES; i++) {
 		if (i >= n)
 			break;
 		__u32 slot = c->slot[i];
 		struct fw_rule *r = bpf_map_lookup_elem(&fw_rules, &slot);
-		if (!r || !rule_matches(r, &p, local, now))
+		if (!r || !rule_matches(r, &p, local, &now))
 			continue;
 		struct fw_counter *ct = bpf_map_lookup_elem(&fw_counters, &slot);
 		if (ct) {
@@ -341,7 +435,7 @@ static __always_inline int decide(void *data, void *data_end, __u32 dir, __u64 l
 		if (r->action == FW_DROP) {
 			drop = 1;
 		} else if (r->action == FW_RATELIMIT) {
-			drop = !ratelimit(slot, r, remote, now);
+			drop = !ratelimit(slot, r, remote, bpf_ktime_get_ns());
 			if (drop)
 				stat_inc(FW_STAT_RATELIMITED);
 		}

@@ -85,6 +85,13 @@ func TestBatchInvalidChangesNothing(t *testing.T) {
 			}
 			return ops
 		}(), "at most 16"},
+		{"too many prefix lengths", func() []Op {
+			var ops []Op
+			for i := 0; i < 17; i++ {
+				ops = append(ops, appendRule(Rule{Src: fmt.Sprintf("%d.0.0.0/%d", 20+i, 8+i), Action: "drop"}))
+			}
+			return ops
+		}(), "18 prefix lengths for ingress IPv4"}, // 8-24 and the /32s already there
 	}
 	for _, c := range bad {
 		err := f.Apply(c.ops)

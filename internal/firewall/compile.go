@@ -77,7 +77,69 @@ func compile(rules []entry) (map[trieKey][]uint32, error) {
 		}
 		out[k] = list
 	}
+	for fam, n := range lensInUse(out) {
+		if len(n) > fwprobe.MaxLens {
+			return nil, fmt.Errorf("the rules use %d prefix lengths for %s; the data plane tries at most %d (one hash lookup each): use fewer distinct lengths", len(n), fam, fwprobe.MaxLens)
+		}
+	}
 	return out, nil
+}
+
+// lenKey names one lens set: a direction and a family.
+type lenKey struct {
+	dir uint8
+	v6  bool
+}
+
+func (k lenKey) String() string {
+	d, f := "ingress", "IPv4"
+	if k.dir == 1 {
+		d = "egress"
+	}
+	if k.v6 {
+		f = "IPv6"
+	}
+	return d + " " + f
+}
+
+// index is the lens set's slot in fw_lens.
+func (k lenKey) index() uint32 {
+	i := uint32(k.dir) * 2
+	if k.v6 {
+		i++
+	}
+	return i
+}
+
+// lensInUse lists the prefix lengths of every direction and family in
+// use, longest first: the order the data plane tries them in.
+func lensInUse(prefixes map[trieKey][]uint32) map[lenKey][]int {
+	set := map[lenKey]map[int]bool{}
+	for k := range prefixes {
+		lk := lenKey{k.dir, k.prefix.Addr().Is6()}
+		if set[lk] == nil {
+			set[lk] = map[int]bool{}
+		}
+		set[lk][k.prefix.Bits()] = true
+	}
+	out := map[lenKey][]int{}
+	for lk, bits := range set {
+		for b := range bits {
+			out[lk] = append(out[lk], b)
+		}
+		slices.SortFunc(out[lk], func(a, b int) int { return b - a })
+	}
+	return out
+}
+
+// lenset is the kernel's fw_lens value for a list of lengths.
+func lenset(lens []int) fwprobe.Lens {
+	var l fwprobe.Lens
+	l.N = uint32(len(lens))
+	for i, b := range lens {
+		l.Len[i] = uint8(b)
+	}
+	return l
 }
 
 // kernel encodings of trie keys and values.
@@ -88,6 +150,22 @@ func key4(k trieKey) fwprobe.Key4 {
 
 func key6(k trieKey) fwprobe.Key6 {
 	return fwprobe.Key6{Prefixlen: 32 + uint32(k.prefix.Bits()), Dir: uint32(k.dir), Addr: k.prefix.Addr().As16()}
+}
+
+func pkey4(k trieKey) fwprobe.PKey4 {
+	return fwprobe.PKey4{Dir: k.dir, Plen: uint8(k.prefix.Bits()), Addr: k.prefix.Addr().As4()}
+}
+
+func pkey6(k trieKey) fwprobe.PKey6 {
+	return fwprobe.PKey6{Dir: k.dir, Plen: uint8(k.prefix.Bits()), Addr: k.prefix.Addr().As16()}
+}
+
+func fromPKey4(k fwprobe.PKey4) trieKey {
+	return trieKey{k.Dir, netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.Plen))}
+}
+
+func fromPKey6(k fwprobe.PKey6) trieKey {
+	return trieKey{k.Dir, netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Plen))}
 }
 
 func fromKey4(k fwprobe.Key4) trieKey {

@@ -152,16 +152,18 @@ func (f *Firewall) adopt() error {
 		var k6 fwprobe.Key6
 		var c fwprobe.Candidates
 		var v uint32
-		it = maps["fw_trie_v4"].Iterate()
-		for it.Next(&k4, &c) {
-			f.tries[fromKey4(k4)] = fromCandidates(c)
+		var p4 fwprobe.PKey4
+		var p6 fwprobe.PKey6
+		it = maps["fw_pfx_v4"].Iterate()
+		for it.Next(&p4, &c) {
+			f.tries[fromPKey4(p4)] = fromCandidates(c)
 		}
 		if err := it.Err(); err != nil {
 			return err
 		}
-		it = maps["fw_trie_v6"].Iterate()
-		for it.Next(&k6, &c) {
-			f.tries[fromKey6(k6)] = fromCandidates(c)
+		it = maps["fw_pfx_v6"].Iterate()
+		for it.Next(&p6, &c) {
+			f.tries[fromPKey6(p6)] = fromCandidates(c)
 		}
 		if err := it.Err(); err != nil {
 			return err
@@ -417,8 +419,10 @@ func batchPut[V any](m *ebpf.Map, keys []uint32, vals []V) error {
 	return nil
 }
 
-// writeTries makes the rule tries hold want: changed and new prefixes are
-// written, then prefixes no longer used are deleted.
+// writeTries makes the rule prefix maps hold want: changed and new
+// prefixes are written, then the lengths the data plane tries, then the
+// prefixes no longer used are deleted. A packet meanwhile sees the old
+// rules or the new ones for its prefix, never none.
 func (f *Firewall) writeTries(maps map[string]*ebpf.Map, want map[trieKey][]uint32) error {
 	for k, slots := range want {
 		if cur, ok := f.tries[k]; ok && slices.Equal(cur, slots) {
@@ -426,14 +430,17 @@ func (f *Firewall) writeTries(maps map[string]*ebpf.Map, want map[trieKey][]uint
 		}
 		var err error
 		if k.prefix.Addr().Is4() {
-			err = maps["fw_trie_v4"].Put(key4(k), candidates(slots))
+			err = maps["fw_pfx_v4"].Put(pkey4(k), candidates(slots))
 		} else {
-			err = maps["fw_trie_v6"].Put(key6(k), candidates(slots))
+			err = maps["fw_pfx_v6"].Put(pkey6(k), candidates(slots))
 		}
 		if err != nil {
-			return fmt.Errorf("rule trie, %s: %w", k.prefix, err)
+			return fmt.Errorf("rule prefixes, %s: %w", k.prefix, err)
 		}
 		f.tries[k] = slots
+	}
+	if err := f.writeLens(maps, lensInUse(want)); err != nil {
+		return err
 	}
 	for k := range f.tries {
 		if _, ok := want[k]; ok {
@@ -441,14 +448,31 @@ func (f *Firewall) writeTries(maps map[string]*ebpf.Map, want map[trieKey][]uint
 		}
 		var err error
 		if k.prefix.Addr().Is4() {
-			err = maps["fw_trie_v4"].Delete(key4(k))
+			err = maps["fw_pfx_v4"].Delete(pkey4(k))
 		} else {
-			err = maps["fw_trie_v6"].Delete(key6(k))
+			err = maps["fw_pfx_v6"].Delete(pkey6(k))
 		}
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("rule trie, %s: %w", k.prefix, err)
+			return fmt.Errorf("rule prefixes, %s: %w", k.prefix, err)
 		}
 		delete(f.tries, k)
+	}
+	return nil
+}
+
+// writeLens writes the prefix lengths the data plane tries, and how many
+// allowlist prefixes each family has (none: it skips the allowlist).
+func (f *Firewall) writeLens(maps map[string]*ebpf.Map, lens map[lenKey][]int) error {
+	allow := map[bool]uint32{}
+	for p := range f.allow {
+		allow[p.Addr().Is6()]++
+	}
+	for _, lk := range []lenKey{{0, false}, {0, true}, {1, false}, {1, true}} {
+		l := lenset(lens[lk])
+		l.Allow = allow[lk.v6]
+		if err := maps["fw_lens"].Put(lk.index(), l); err != nil {
+			return fmt.Errorf("prefix lengths: %w", err)
+		}
 	}
 	return nil
 }
@@ -527,7 +551,7 @@ func (f *Firewall) changeAllow(prefixes []string, add bool) error {
 				delete(f.allow, p)
 			}
 		}
-		return nil
+		return f.writeLens(maps, lensInUse(f.tries))
 	})
 }
 
@@ -547,6 +571,8 @@ func (f *Firewall) Stats() (map[string]uint64, error) {
 			}
 			out[n] = s
 		}
+		// The data plane counts each packet once, as passed or dropped.
+		out["packets"] = out["passed"] + out["dropped"]
 		return nil
 	})
 	return out, err

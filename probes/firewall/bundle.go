@@ -20,9 +20,14 @@ type (
 	KernelRule = firewallFwRule
 	// Candidates is struct fw_cand, the value of the rule tries.
 	Candidates = firewallFwCand
-	// Key4 and Key6 are the keys of the IPv4 and IPv6 tries.
+	// Key4 and Key6 are the keys of the IPv4 and IPv6 allowlist tries.
 	Key4 = firewallFwKey4
 	Key6 = firewallFwKey6
+	// PKey4 and PKey6 are the keys of the rule prefix hashes.
+	PKey4 = firewallFwPkey4
+	PKey6 = firewallFwPkey6
+	// Lens is the prefix lengths in use for one direction and family.
+	Lens = firewallFwLenset
 	// Counter is one CPU's packets and bytes of a rule (fw_counters).
 	Counter = firewallFwCounter
 )
@@ -33,6 +38,10 @@ const MaxCandidates = len(Candidates{}.Slot)
 
 // MaxRules is the size of the rules array (FW_MAX_RULES).
 const MaxRules = 65536
+
+// MaxLens is how many prefix lengths one direction and family may use
+// (FW_MAX_LENS): a packet costs one hash lookup per length.
+const MaxLens = len(Lens{}.Len)
 
 // Indexes of fw_stats (enum fw_stat).
 const (

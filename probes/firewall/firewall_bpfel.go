@@ -52,6 +52,29 @@ type firewallFwKey6 struct {
 	Addr      [16]uint8
 }
 
+type firewallFwLenset struct {
+	_     structs.HostLayout
+	N     uint32
+	Len   [16]uint8
+	Allow uint32
+}
+
+type firewallFwPkey4 struct {
+	_    structs.HostLayout
+	Dir  uint8
+	Plen uint8
+	Pad  uint16
+	Addr [4]uint8
+}
+
+type firewallFwPkey6 struct {
+	_    structs.HostLayout
+	Dir  uint8
+	Plen uint8
+	Pad  uint16
+	Addr [16]uint8
+}
+
 type firewallFwRule struct {
 	_             structs.HostLayout
 	InUse         uint32
@@ -95,10 +118,11 @@ const (
 	firewallMapFwAllowV6   = "fw_allow_v6"
 	firewallMapFwBuckets   = "fw_buckets"
 	firewallMapFwCounters  = "fw_counters"
+	firewallMapFwLens      = "fw_lens"
+	firewallMapFwPfxV4     = "fw_pfx_v4"
+	firewallMapFwPfxV6     = "fw_pfx_v6"
 	firewallMapFwRules     = "fw_rules"
 	firewallMapFwStats     = "fw_stats"
-	firewallMapFwTrieV4    = "fw_trie_v4"
-	firewallMapFwTrieV6    = "fw_trie_v6"
 	firewallProgFwTcEgress = "fw_tc_egress"
 	firewallProgFwXdp      = "fw_xdp"
 )
@@ -157,10 +181,11 @@ type firewallMapSpecs struct {
 	FwAllowV6  *ebpf.MapSpec `ebpf:"fw_allow_v6"`
 	FwBuckets  *ebpf.MapSpec `ebpf:"fw_buckets"`
 	FwCounters *ebpf.MapSpec `ebpf:"fw_counters"`
+	FwLens     *ebpf.MapSpec `ebpf:"fw_lens"`
+	FwPfxV4    *ebpf.MapSpec `ebpf:"fw_pfx_v4"`
+	FwPfxV6    *ebpf.MapSpec `ebpf:"fw_pfx_v6"`
 	FwRules    *ebpf.MapSpec `ebpf:"fw_rules"`
 	FwStats    *ebpf.MapSpec `ebpf:"fw_stats"`
-	FwTrieV4   *ebpf.MapSpec `ebpf:"fw_trie_v4"`
-	FwTrieV6   *ebpf.MapSpec `ebpf:"fw_trie_v6"`
 }
 
 // firewallVariableSpecs contains global variables before they are loaded into the kernel.
@@ -193,10 +218,11 @@ type firewallMaps struct {
 	FwAllowV6  *ebpf.Map `ebpf:"fw_allow_v6"`
 	FwBuckets  *ebpf.Map `ebpf:"fw_buckets"`
 	FwCounters *ebpf.Map `ebpf:"fw_counters"`
+	FwLens     *ebpf.Map `ebpf:"fw_lens"`
+	FwPfxV4    *ebpf.Map `ebpf:"fw_pfx_v4"`
+	FwPfxV6    *ebpf.Map `ebpf:"fw_pfx_v6"`
 	FwRules    *ebpf.Map `ebpf:"fw_rules"`
 	FwStats    *ebpf.Map `ebpf:"fw_stats"`
-	FwTrieV4   *ebpf.Map `ebpf:"fw_trie_v4"`
-	FwTrieV6   *ebpf.Map `ebpf:"fw_trie_v6"`
 }
 
 func (m *firewallMaps) Close() error {
@@ -205,10 +231,11 @@ func (m *firewallMaps) Close() error {
 		m.FwAllowV6,
 		m.FwBuckets,
 		m.FwCounters,
+		m.FwLens,
+		m.FwPfxV4,
+		m.FwPfxV6,
 		m.FwRules,
 		m.FwStats,
-		m.FwTrieV4,
-		m.FwTrieV6,
 	)
 }
 

@@ -5,4 +5,4 @@
 // maps and links are pinned, so drops continue while the agent is down.
 package firewall
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type fw_rule -type fw_cand -type fw_key4 -type fw_key6 -type fw_counter firewall ../../bpf/firewall.bpf.c -- -I../../bpf/include
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type fw_rule -type fw_cand -type fw_key4 -type fw_key6 -type fw_pkey4 -type fw_pkey6 -type fw_lenset -type fw_counter firewall ../../bpf/firewall.bpf.c -- -I../../bpf/include
