@@ -13,4 +13,3 @@ func Manifest() []byte { return manifest }
 // bpf2go generated from bpf/hoststat.bpf.c. The slice is shared: do not
 // modify it.
 func Object() []byte { return _HoststatBytes }
-

@@ -39,12 +39,12 @@ func TestCounts(t *testing.T) {
 		return bpftest.Eth(bpftest.EtherTypeIPv4, bpftest.IPv4(proto, src, srv, l4))
 	}
 	pkts := [][]byte{
-		v4(a, bpftest.ProtoTCP, tcp(0x02, 0)),   // SYN
-		v4(a, bpftest.ProtoTCP, tcp(0x10, 0)),   // pure ACK
+		v4(a, bpftest.ProtoTCP, tcp(0x02, 0)),  // SYN
+		v4(a, bpftest.ProtoTCP, tcp(0x10, 0)),  // pure ACK
 		v4(a, bpftest.ProtoTCP, tcp(0x18, 18)), // ACK with a small request: established
-		v4(b, bpftest.ProtoTCP, tcp(0x02, 0)),   // SYN from another source
-		v4(b, bpftest.ProtoTCP, tcp(0x12, 0)),   // SYN-ACK
-		v4(b, bpftest.ProtoTCP, tcp(0x04, 0)),   // RST
+		v4(b, bpftest.ProtoTCP, tcp(0x02, 0)),  // SYN from another source
+		v4(b, bpftest.ProtoTCP, tcp(0x12, 0)),  // SYN-ACK
+		v4(b, bpftest.ProtoTCP, tcp(0x04, 0)),  // RST
 		v4(a, bpftest.ProtoUDP, bpftest.UDP(53, 5000, make([]byte, 30))),
 		v4(a, bpftest.ProtoUDP, bpftest.UDP(123, 5000, nil)),
 		v4(a, bpftest.ProtoUDP, bpftest.UDP(1900, 5000, nil)),
