@@ -24,6 +24,7 @@ import (
 	"github.com/rampart-shield/rampart/internal/firewall"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/respond"
+	"github.com/rampart-shield/rampart/models"
 	"github.com/rampart-shield/rampart/probes"
 )
 
@@ -324,7 +325,7 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 }
 
 // defaultDDoSModel is the CNN the agent uses when the config names none.
-var defaultDDoSModel func() (*lucid.Model, error)
+var defaultDDoSModel = models.DDoS
 
 // startDetection loads the detectors' probes on the detection interface
 // (by default the firewall's) and returns their loops, none when
@@ -366,13 +367,10 @@ func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc 
 		if model, err = lucid.LoadFile(dc.Lucid.Model); err != nil {
 			return nil, fmt.Errorf("detect: lucid model: %w", err)
 		}
-	case defaultDDoSModel != nil:
+	default:
 		if model, err = defaultDDoSModel(); err != nil {
 			return nil, fmt.Errorf("detect: the built-in lucid model: %w", err)
 		}
-	default:
-		log.Info("no lucid model: the CNN detector is off (detect: {lucid: {model: FILE}})")
-		return loops, nil
 	}
 	params := map[string]string{"n_packets": fmt.Sprint(model.N)}
 	if _, err := m.Load(ctx, probe.LoadRequest{Name: "ddosfeat", Iface: iface, Params: params}); err != nil {
@@ -380,11 +378,12 @@ func startDetection(ctx context.Context, log *slog.Logger, m *probe.Manager, dc 
 	}
 	log.Info("lucid CNN detector running", "iface", iface, "model", model.Name+" "+model.Version, "packets", model.N)
 	ls := &lucid.Service{Manager: m, Probe: "ddosfeat", Detector: lucid.NewDetector(model, dc.Lucid.Config), OnAlert: onAlert, Log: log}
-	return append(loops, func(ctx context.Context) {
+	loops = append(loops, func(ctx context.Context) {
 		if err := ls.Run(ctx); err != nil {
 			log.Warn("lucid detector stopped", "err", err)
 		}
-	}), nil
+	})
+	return loops, nil
 }
 
 // agentToken reads the TCP token from tokenFile or, when none is given,

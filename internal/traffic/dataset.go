@@ -19,8 +19,8 @@ type Set struct {
 }
 
 // Load replays each recording through ddosfeat (lucid.SessionsFromPcap,
-// lossless) with opts; EgressFrom is the recording's client MAC unless
-// opts sets one.
+// lossless) with opts; EgressFrom is the recording's EgressMAC (the
+// server's) unless opts sets one.
 func Load(ctx context.Context, m *probe.Manager, recs []Recording, opts lucid.DatasetOptions) ([]Set, error) {
 	var sets []Set
 	for _, r := range recs {
@@ -29,8 +29,8 @@ func Load(ctx context.Context, m *probe.Manager, recs []Recording, opts lucid.Da
 			return nil, err
 		}
 		o := opts
-		if o.EgressFrom == nil && r.ClientMAC != "" {
-			o.EgressFrom, _ = net.ParseMAC(r.ClientMAC)
+		if o.EgressFrom == nil && r.EgressMAC != "" {
+			o.EgressFrom, _ = net.ParseMAC(r.EgressMAC)
 		}
 		var st lucid.DatasetStats
 		o.Stats = &st

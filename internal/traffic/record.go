@@ -1,18 +1,24 @@
 // Package traffic records labelled traffic in a lab for training and
 // testing DDoS detectors: benign mixes (wrk, ab, iperf3, curl, a DNS-like
-// UDP client, ping) and attacks (hping3 SYN, ACK, UDP and ICMP floods from
-// fixed and random sources, the lab flooder's spoofed IPv6 floods,
-// slowhttptest slow headers and slow body), each scenario into its own
-// pcap, so that every packet of a file belongs to one class.
+// UDP client, ping, browser-like clients, and clients that end their
+// connections abruptly: one-shot HTTP/1.0 clients that read a few bytes
+// and reset, SO_LINGER 0 closes, keep-alive connections reset when idle,
+// curl --max-time aborts and timeouts, slow clients on a slow link) and
+// attacks (hping3 SYN, ACK, UDP and ICMP floods from fixed and random
+// sources, the lab flooder's spoofed IPv6 floods, slowhttptest slow
+// headers and slow body), each scenario into its own pcap, so that every
+// packet of a file belongs to one class.
 //
 // Topology (lab.Uplink): a "benign" and an "attacker" client behind a
 // router, reaching servers in the root namespace (HTTP, DNS-like UDP and
 // iperf3, bound to the uplink's lab addresses). Each capture runs tcpdump
-// inside the client's namespace on the client's own link, both
+// on the router's end of the uplink's root link (the wire into the
+// server's interface, where the live detector's probe sits), both
 // directions, filtered to the server addresses, with a snap length of 128
-// bytes (lucid.SessionsFromPcap pads cut frames back). Segmentation
-// offloads are off on every lab link, so that frames on the wire are at
-// most one MTU and can be replayed through BPF_PROG_TEST_RUN.
+// bytes. Segmentation offloads stay as the lab (and live hosts) have
+// them: TSO and GSO on, so the server's interface sees aggregates of up
+// to 64 KiB, as live; lucid.SessionsFromPcap pads cut frames back and
+// replays aggregates cut, with their lengths restored.
 //
 // Safety: traffic only goes to lab addresses. IPv4 random-source floods
 // rely on the strict rp_filter of the uplink's root end (the server never
@@ -98,9 +104,10 @@ type Recording struct {
 	Packets  int           `json:"packets"`
 	Dropped  int           `json:"dropped"`
 	Duration time.Duration `json:"duration_ns"`
-	// ClientMAC is the MAC of the captured interface (the client's), for
-	// --egress-from.
-	ClientMAC string `json:"client_mac"`
+	// EgressMAC is the MAC of the server's end of the captured link:
+	// frames from it replay through ddosfeat's egress program, as the
+	// live probe on the server's interface sees them (--egress-from).
+	EgressMAC string `json:"egress_mac"`
 }
 
 // Manifest is the name of the list of recordings Record writes in Dir.
@@ -115,11 +122,13 @@ type env struct {
 	attacker *lab.Host
 	bLink    *lab.Link
 	aLink    *lab.Link
-	spoof6   netip.Prefix
-	v        Variant
-	seed     uint64
-	logf     func(format string, args ...any)
-	tmp      string // scratch files of the scenarios
+	// dev is the captured interface: the router's end of the root link.
+	dev    string
+	spoof6 netip.Prefix
+	v      Variant
+	seed   uint64
+	logf   func(format string, args ...any)
+	tmp    string // scratch files of the scenarios
 }
 
 // file writes a scratch file and returns its path.
@@ -289,43 +298,16 @@ func missingTools(tools []string) string {
 	return strings.Join(missing, ", ")
 }
 
-// setup builds the uplink with the two clients, turns offloads off, routes
-// the spoofed IPv6 prefix back to the attacker and starts the servers.
+// setup builds the uplink with the two clients (offloads as the lab
+// makes them, as live), routes the spoofed IPv6 prefix back to the
+// attacker and starts the servers.
 func setup(ctx context.Context, l *lab.Lab, o Options, logf func(string, ...any)) (*env, error) {
 	u, err := l.Uplink(ctx, lab.UplinkOptions{IPv6: true}, "benign", "attacker")
 	if err != nil {
 		return nil, err
 	}
 	e := &env{lab: l, up: u, benign: u.Clients[0], attacker: u.Clients[1], bLink: u.Links[0], aLink: u.Links[1],
-		v: o.Variant, seed: o.Seed, logf: logf}
-	// Frames of at most one MTU everywhere (no TSO/GSO/GRO aggregates):
-	// they are what the wire carries, and what a test run can replay.
-	off := []string{"-K", "", "tso", "off", "gso", "off", "gro", "off"}
-	type iface struct {
-		h    *lab.Host // nil: root namespace
-		name string
-	}
-	ifaces := []iface{{u.Router, u.Root.AIface}, {nil, u.Root.BIface}}
-	for _, lk := range u.Links {
-		ifaces = append(ifaces, iface{lk.A, lk.AIface}, iface{u.Router, lk.BIface})
-	}
-	for _, i := range ifaces {
-		args := slices.Clone(off)
-		args[1] = i.name
-		var err error
-		if i.h == nil {
-			var out []byte
-			out, err = exec.CommandContext(ctx, "ethtool", args...).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("%w: %s", err, out)
-			}
-		} else {
-			_, err = i.h.Run(ctx, 10*time.Second, "ethtool", args...)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("traffic: offloads off on %s: %w", i.name, err)
-		}
-	}
+		dev: u.Root.AIface, v: o.Variant, seed: o.Seed, logf: logf}
 	e.spoof6 = u.SpoofPrefix6(1)
 	if err := u.RouteBack(ctx, 1, e.spoof6); err != nil {
 		return nil, err
@@ -351,17 +333,27 @@ func setup(ctx context.Context, l *lab.Lab, o Options, logf func(string, ...any)
 // settle is how long a capture runs before and after its scenario.
 const settle = 300 * time.Millisecond
 
-// record captures one scenario.
-func (e *env) record(ctx context.Context, sc scenario, path string) (Recording, error) {
-	h, lk := e.benign, e.bLink
-	if sc.class == Attack {
-		h, lk = e.attacker, e.aLink
+// captureFilter keeps the traffic to and from the server addresses. A
+// benign capture also keeps the link's neighbour discovery and multicast
+// listener messages (ICMPv6 types 130 to 143, also link-local; MLD comes
+// after a hop-by-hop header), which the live probe sees on the server's
+// interface; an attack capture drops them (they are not the attack's).
+func (e *env) captureFilter(c Class) string {
+	hosts := "(host " + e.server4().String() + " or host " + e.server6().String() + ")"
+	const nd = "(ip6 and ((ip6[6] == 58 and ip6[40] >= 130 and ip6[40] <= 143) or (ip6[6] == 0 and ip6[40] == 58 and ip6[48] >= 130 and ip6[48] <= 143)))"
+	if c == Attack {
+		return hosts + " and not " + nd
 	}
-	rec := Recording{Scenario: sc.name, Class: sc.class, Variant: e.v, Path: path, ClientMAC: lk.AMAC.String()}
+	return hosts + " or " + nd
+}
+
+// record captures one scenario on the wire into the server (one scenario
+// runs at a time, so the file holds one class).
+func (e *env) record(ctx context.Context, sc scenario, path string) (Recording, error) {
+	rec := Recording{Scenario: sc.name, Class: sc.class, Variant: e.v, Path: path, EgressMAC: e.up.Root.BMAC.String()}
 	os.Remove(path)
-	filter := "host " + e.server4().String() + " or host " + e.server6().String()
-	dump, err := h.Start("tcpdump", "-i", lk.AIface, "-n", "-s", "128", "-B", "16384", "-U", "--immediate-mode",
-		"-c", strconv.Itoa(sc.maxPackets), "-w", path, filter)
+	dump, err := e.up.Router.Start("tcpdump", "-i", e.dev, "-n", "-s", "128", "-B", "16384", "-U", "--immediate-mode",
+		"-c", strconv.Itoa(sc.maxPackets), "-w", path, e.captureFilter(sc.class))
 	if err != nil {
 		return rec, err
 	}
@@ -394,10 +386,23 @@ func (e *env) record(ctx context.Context, sc scenario, path string) (Recording, 
 		}
 	}()
 	tx0, txIface := defaultRouteTx()
+	// Neighbour discovery between the router and the server runs now
+	// and then during every benign scenario (ping has its own, faster).
+	churned := make(chan struct{})
+	if sc.class == Benign && sc.name != "ping" {
+		go func() {
+			defer close(churned)
+			e.neighbourChurn(sctx, pick(e.v, 700*time.Millisecond, 900*time.Millisecond))
+		}()
+	} else {
+		close(churned)
+	}
 	start := time.Now()
 	cmd, err := sc.run(sctx, e)
 	rec.Command = cmd
 	rec.Duration = time.Since(start)
+	cancel()
+	<-churned
 	if err != nil && ctx.Err() == nil && !(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return rec, err
 	}

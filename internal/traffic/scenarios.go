@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,8 +124,13 @@ var scenarios = []scenario{
 		}
 		return b.String(), b.run(ctx, e)
 	}},
-	{name: "ping", class: Benign, tools: []string{"ping"}, maxPackets: 10000, timeout: 20 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
-		return e.parallel(ctx, e.benign,
+	{name: "ping", class: Benign, tools: []string{"ping", "ip"}, maxPackets: 10000, timeout: 20 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		// With neighbour discovery between the router and the server:
+		// their IPv6 neighbour entries are flushed now and then.
+		pctx, stop := context.WithCancel(ctx)
+		churn := make(chan string, 1)
+		go func() { churn <- e.neighbourChurn(pctx, pick(e.v, 300*time.Millisecond, 450*time.Millisecond)) }()
+		cmd, err := e.parallel(ctx, e.benign,
 			step{name: "ping", args: pick(e.v,
 				[]string{"-n", "-q", "-c", "10", "-i", "0.2", e.server4().String()},
 				[]string{"-n", "-q", "-c", "8", "-i", "0.3", "-s", "120", e.server4().String()})},
@@ -132,6 +138,129 @@ var scenarios = []scenario{
 				[]string{"-6", "-n", "-q", "-c", "8", "-i", "0.25", e.server6().String()},
 				[]string{"-6", "-n", "-q", "-c", "6", "-i", "0.4", "-s", "32", e.server6().String()})},
 		)
+		stop()
+		return cmd + " & " + <-churn, err
+	}},
+	// ---- benign clients that end abruptly or slowly (abrupt.go) ----
+	{name: "oneshot", class: Benign, maxPackets: 100000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		// lab.HTTPLoad itself (train variant), and clients like it: one
+		// request per connection, a few bytes read, then close (a reset).
+		// Long enough for the kernel to reuse client ports (RST leaves
+		// no TIME_WAIT): a 5-tuple used again within ddosfeat's window
+		// gives a short session (a lone SYN, or SYN and SYN-ACK) as the
+		// window's records run out; the port pools make that frequent.
+		o := pick(e.v,
+			oneShot{workers: 3, duration: 6 * time.Second, gap: span{3 * time.Millisecond, 8 * time.Millisecond}, reads: []int{64, 256},
+				minSize: 100, maxSize: 3000, root: 0.3, hold: 0.3, holdFor: span{time.Millisecond, 20 * time.Millisecond}, http11: 0.3, v6: 0.3,
+				ports: 300, seed: e.seed},
+			oneShot{workers: 4, duration: 5 * time.Second, gap: span{2 * time.Millisecond, 10 * time.Millisecond}, reads: []int{32, 128, 512},
+				minSize: 50, maxSize: 6000, root: 0.3, hold: 0.25, holdFor: span{2 * time.Millisecond, 40 * time.Millisecond}, http11: 0.5, v6: 0.4,
+				ports: 450, seed: e.seed})
+		fns := []func() (string, error){func() (string, error) { return o.String(), o.run(ctx, e) }}
+		if e.v == Train {
+			fns = append(fns, func() (string, error) {
+				load := e.benign.HTTPLoad(ctx, e.http4())
+				sleepCtx(ctx, o.duration)
+				load.Stop()
+				if load.OK() == 0 && ctx.Err() == nil {
+					return "lab.HTTPLoad", errors.New("lab.HTTPLoad: no request was answered")
+				}
+				return fmt.Sprintf("lab.HTTPLoad of http://%s/ for %v (%d answered)", e.http4(), o.duration, load.OK()), nil
+			})
+		}
+		return together(fns...)
+	}},
+	{name: "linger0", class: Benign, maxPackets: 100000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		o := pick(e.v,
+			lingerZero{workers: 3, duration: 3 * time.Second, requests: [2]int{1, 3}, pause: span{0, 20 * time.Millisecond},
+				minSize: 100, maxSize: 8000, early: 0.2, v6: 0.3, seed: e.seed},
+			lingerZero{workers: 2, duration: 3 * time.Second, requests: [2]int{1, 4}, pause: span{0, 40 * time.Millisecond},
+				minSize: 50, maxSize: 12000, early: 0.3, v6: 0.4, seed: e.seed})
+		return o.String(), o.run(ctx, e)
+	}},
+	{name: "idle-reset", class: Benign, maxPackets: 100000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		o := pick(e.v,
+			idleClose{users: 48, duration: 5 * time.Second, requests: [2]int{1, 3}, think: span{10 * time.Millisecond, 300 * time.Millisecond},
+				idle: span{200 * time.Millisecond, 3 * time.Second}, minSize: 100, maxSize: 20000, reset: 0.7, v6: 0.3, seed: e.seed},
+			idleClose{users: 36, duration: 4500 * time.Millisecond, requests: [2]int{1, 4}, think: span{20 * time.Millisecond, 500 * time.Millisecond},
+				idle: span{300 * time.Millisecond, 2500 * time.Millisecond}, minSize: 200, maxSize: 15000, reset: 0.6, v6: 0.4, seed: e.seed})
+		return o.String(), o.run(ctx, e)
+	}},
+	{name: "abort", class: Benign, tools: []string{"curl", "sh"}, maxPackets: 100000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		// curl --max-time stopping a rate-limited download, a slow answer
+		// and a stream; Go clients timing out or stopping downloads.
+		script := pick(e.v,
+			"for i in $(seq 1 8); do curl -s -o /dev/null -m 0.3 --limit-rate 300k http://"+e.http4()+"/size/1000000; "+
+				"curl -s -o /dev/null -m 0.2 http://"+e.http6()+"/delay/500; curl -s -o /dev/null -m 0.25 http://"+e.http4()+"/drip/40; done; true",
+			"for i in $(seq 1 7); do curl -s -o /dev/null -m 0.4 --limit-rate 150k http://"+e.http6()+"/size/800000; "+
+				"curl -s -o /dev/null -m 0.3 http://"+e.http4()+"/delay/700; curl -s -o /dev/null -m 0.15 http://"+e.http6()+"/drip/30; done; true")
+		g := pick(e.v,
+			giveUp{workers: 6, duration: 5 * time.Second, delay: span{300 * time.Millisecond, 1500 * time.Millisecond},
+				deadline: span{100 * time.Millisecond, 400 * time.Millisecond}, partial: 0.4, v6: 0.3, seed: e.seed},
+			giveUp{workers: 5, duration: 4500 * time.Millisecond, delay: span{400 * time.Millisecond, 2000 * time.Millisecond},
+				deadline: span{150 * time.Millisecond, 600 * time.Millisecond}, partial: 0.5, v6: 0.4, seed: e.seed})
+		return together(
+			func() (string, error) { return e.steps(ctx, e.benign, step{name: "sh", args: []string{"-c", script}}) },
+			func() (string, error) { return g.String(), g.run(ctx, e) })
+	}},
+	{name: "keepalive", class: Benign, tools: []string{"wrk"}, maxPackets: 150000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		// Connections longer than ddosfeat's window: keep-alive clients
+		// with think times, others busy when their window ends, slow
+		// readers of large downloads, paced wrk connections.
+		think := pick(e.v,
+			keepAlive{users: 60, duration: 11500 * time.Millisecond, think: span{50 * time.Millisecond, 400 * time.Millisecond}, minSize: 100, maxSize: 12000, v6: 0.3, seed: e.seed},
+			keepAlive{users: 50, duration: 11 * time.Second, think: span{80 * time.Millisecond, 500 * time.Millisecond}, minSize: 50, maxSize: 9000, v6: 0.4, seed: e.seed})
+		busy := pick(e.v,
+			keepAlive{users: 40, duration: 11500 * time.Millisecond, think: span{300 * time.Millisecond, 800 * time.Millisecond},
+				burstAt: span{9950 * time.Millisecond, 9990 * time.Millisecond}, burstFor: 60 * time.Millisecond, minSize: 500, maxSize: 4000, v6: 0.3, seed: e.seed + 10},
+			keepAlive{users: 30, duration: 11 * time.Second, think: span{400 * time.Millisecond, 900 * time.Millisecond},
+				burstAt: span{9940 * time.Millisecond, 9990 * time.Millisecond}, burstFor: 70 * time.Millisecond, minSize: 100, maxSize: 6000, v6: 0.4, seed: e.seed + 10})
+		readers := pick(e.v,
+			slowClient{workers: 12, duration: 11500 * time.Millisecond, pieces: [2]int{1, 1}, minSize: 600000, maxSize: 1000000,
+				rcvbuf: 8192, readChunk: 4096, readGap: span{20 * time.Millisecond, 60 * time.Millisecond}, v6: 0.3, seed: e.seed + 20},
+			slowClient{workers: 10, duration: 11 * time.Second, pieces: [2]int{1, 1}, minSize: 400000, maxSize: 900000,
+				rcvbuf: 16384, readChunk: 8192, readGap: span{40 * time.Millisecond, 90 * time.Millisecond}, v6: 0.4, seed: e.seed + 20})
+		script, err := e.file("wrk-slow.lua", pick(e.v,
+			"function delay()\n  return math.random(10, 30)\nend\n",
+			"function delay()\n  return math.random(15, 40)\nend\n"))
+		if err != nil {
+			return "", err
+		}
+		w := pick(e.v,
+			step{name: "wrk", args: []string{"-t", "1", "-c", "8", "-d", "11s", "-s", script, "http://" + e.http4() + "/size/3000"}},
+			step{name: "wrk", args: []string{"-t", "1", "-c", "6", "-d", "11s", "-s", script, "http://" + e.http4() + "/"}})
+		return together(
+			func() (string, error) { return think.String(), think.run(ctx, e) },
+			func() (string, error) { return busy.String(), busy.run(ctx, e) },
+			func() (string, error) { return readers.String(), readers.run(ctx, e) },
+			func() (string, error) { return e.steps(ctx, e.benign, w) })
+	}},
+	{name: "slow", class: Benign, tools: []string{"tc", "curl", "sh"}, maxPackets: 100000, timeout: 30 * time.Second, run: func(ctx context.Context, e *env) (string, error) {
+		// A slow link (a token bucket both ways) with browser-like users,
+		// slow clients and rate-limited downloads that complete.
+		rate := pick(e.v, "8mbit", "3mbit")
+		undo, err := e.slowLink(ctx, rate)
+		if err != nil {
+			return "tc tbf", err
+		}
+		defer undo()
+		link := "tbf rate " + rate + " both ways"
+		b := pick(e.v,
+			browsing{users: 16, duration: 5 * time.Second, maxThink: 1500 * time.Millisecond, preconnect: 0.3, seed: e.seed},
+			browsing{users: 12, duration: 4500 * time.Millisecond, maxThink: 1200 * time.Millisecond, preconnect: 0.2, seed: e.seed})
+		sc := pick(e.v,
+			slowClient{workers: 6, duration: 5 * time.Second, pieces: [2]int{2, 3}, gap: span{20 * time.Millisecond, 150 * time.Millisecond},
+				minSize: 500, maxSize: 30000, rcvbuf: 4096, readChunk: 2048, readGap: span{5 * time.Millisecond, 60 * time.Millisecond}, v6: 0.3, seed: e.seed},
+			slowClient{workers: 5, duration: 4500 * time.Millisecond, pieces: [2]int{2, 4}, gap: span{30 * time.Millisecond, 200 * time.Millisecond},
+				minSize: 300, maxSize: 20000, rcvbuf: 8192, readChunk: 1024, readGap: span{10 * time.Millisecond, 40 * time.Millisecond}, v6: 0.4, seed: e.seed})
+		script := pick(e.v,
+			"for i in 1 2 3 4; do curl -s -o /dev/null -m 4 --limit-rate 100k http://"+e.http4()+"/size/150000; done; true",
+			"for i in 1 2 3; do curl -s -o /dev/null -m 4 --limit-rate 60k http://"+e.http6()+"/size/100000; done; true")
+		cmd, err := together(
+			func() (string, error) { return b.String(), b.run(ctx, e) },
+			func() (string, error) { return sc.String(), sc.run(ctx, e) },
+			func() (string, error) { return e.steps(ctx, e.benign, step{name: "sh", args: []string{"-c", script}}) })
+		return link + ": " + cmd, err
 	}},
 
 	// ---- attacks: hping3 floods, fixed source (the attacker's address;
@@ -231,6 +360,17 @@ var scenarios = []scenario{
 }
 
 func (e *env) closed() string { return strconv.Itoa(e.srv.closedPort) }
+
+// neighbourChurn flushes the IPv6 neighbour entries of both ends of the
+// uplink's root link every d until ctx ends, so that neighbour discovery
+// runs between the router and the server (as it does live).
+func (e *env) neighbourChurn(ctx context.Context, d time.Duration) string {
+	for sleepCtx(ctx, d) {
+		e.up.Router.Run(ctx, 5*time.Second, "ip", "-6", "neigh", "flush", "dev", e.up.Root.AIface)
+		exec.CommandContext(ctx, "ip", "-6", "neigh", "flush", "dev", e.up.Root.BIface).Run()
+	}
+	return fmt.Sprintf("ip -6 neigh flush on both ends of the root link every %v", d)
+}
 
 // hping runs hping3 quietly against the IPv4 server.
 func (e *env) hping(args []string) step {

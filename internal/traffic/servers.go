@@ -18,8 +18,10 @@ import (
 
 // servers are what the lab clients talk to, in the root namespace on the
 // uplink's server addresses: an HTTP server (Go, no timeouts, so slow
-// HTTP attacks hold their connections), a DNS-like UDP responder and an
-// iperf3 server.
+// HTTP attacks hold their connections; /size/N answers N bytes,
+// /delay/MS after MS milliseconds, /hold/MS closes MS milliseconds after
+// its answer, /drip/N streams N kB slowly), a
+// DNS-like UDP responder and an iperf3 server.
 type servers struct {
 	http           *http.Server
 	httpAddrs      []string // host:port, IPv4 then IPv6
@@ -34,8 +36,11 @@ type servers struct {
 	requests, dnsQ int64
 }
 
-// maxBody bounds /size/N responses.
-const maxBody = 1 << 20
+// maxBody bounds /size/N responses, maxDelayMs /delay/MS.
+const (
+	maxBody    = 1 << 20
+	maxDelayMs = 5000
+)
 
 func startServers(ctx context.Context, v4, v6 netip.Addr) (*servers, error) {
 	s := &servers{}
@@ -56,6 +61,62 @@ func startServers(ctx context.Context, v4, v6 netip.Addr) (*servers, error) {
 		s.count(&s.requests)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(make([]byte, n))
+	})
+	// /delay/MS answers after MS milliseconds (a slow backend; it does not
+	// notice a client that gave up, so its answer may meet a closed
+	// socket), /drip/N streams N chunks of 1000 bytes 20 ms apart.
+	mux.HandleFunc("/delay/{ms}", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.PathValue("ms"))
+		if err != nil || ms < 0 || ms > maxDelayMs {
+			http.Error(w, "bad delay", http.StatusBadRequest)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		s.count(&s.requests)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		io.WriteString(w, "<html><body>"+strings.Repeat("late ", 40)+"</body></html>\n")
+	})
+	// /hold/MS answers the page at once but closes the connection (its
+	// FIN) only MS milliseconds later, as a busy server does.
+	mux.HandleFunc("/hold/{ms}", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.PathValue("ms"))
+		if err != nil || ms < 0 || ms > maxDelayMs {
+			http.Error(w, "bad delay", http.StatusBadRequest)
+			return
+		}
+		s.count(&s.requests)
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "<html><head><title>lab</title></head><body>"+strings.Repeat("rampart lab page ", 30)+"</body></html>\n")
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	})
+	mux.HandleFunc("/drip/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.PathValue("n"))
+		if err != nil || n < 0 || n > 1000 {
+			http.Error(w, "bad count", http.StatusBadRequest)
+			return
+		}
+		s.count(&s.requests)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		f, _ := w.(http.Flusher)
+		chunk := make([]byte, 1000)
+		for i := range n {
+			if i > 0 {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			if f != nil {
+				f.Flush()
+			}
+		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)

@@ -72,9 +72,13 @@ type DatasetStats struct {
 	// Packets were replayed through the probe; Padded of them had been
 	// cut by the capture's snap length and were zero-padded back to their
 	// length on the wire (ddosfeat reads headers only, so their features
-	// are those of the original frames). Skipped frames could not be
-	// replayed (longer than a test run accepts: GSO/GRO aggregates).
-	Packets, Padded, Skipped int
+	// are those of the original frames). Aggregates were larger than a
+	// test run accepts (GSO/GRO/TSO aggregates as captured on a host with
+	// offloads on, jumbo frames): they were replayed cut to maxReplayed
+	// bytes with their IP length rewritten to match, and their records got
+	// the real IP and TCP payload lengths back. Skipped frames could not
+	// be replayed at all (cut, and not IPv4 or IPv6).
+	Packets, Padded, Aggregates, Skipped int
 	// Records is the number of ddosfeat records, all of them received.
 	Records uint64
 	// Probe counters (ddosfeat.Stats): packets over a session's n_packets
@@ -95,9 +99,13 @@ const paceEvery = 1024
 // catchUpTimeout bounds one wait for the event stream.
 const catchUpTimeout = 30 * time.Second
 
-// maxPadded is the largest frame a cut frame is padded back to; larger
-// ones are left cut (and skipped by the replay).
-const maxPadded = 4096
+// maxReplayed is the largest frame replayed as it was: a cut frame is
+// padded back to its length on the wire up to this; a larger one (a
+// GSO/GRO aggregate, up to 64 KiB) is replayed as this many bytes with
+// its IP length rewritten, and its record gets the real lengths back. A
+// BPF_PROG_TEST_RUN of a TC program takes at most a page minus the skb's
+// head- and tailroom (3712 bytes with 4 KiB pages on x86-64).
+const maxReplayed = 3072
 
 // SessionsFromPcap replays a classic pcap through a private, detached
 // ddosfeat probe loaded in m (under a unique name, unloaded on return),
@@ -139,8 +147,10 @@ func SessionsFromPcap(ctx context.Context, m *probe.Manager, r io.Reader, opts D
 	}
 	defer cancel()
 
-	// The consumer decodes and assembles in stream order.
+	// The consumer decodes and assembles in stream order, giving the
+	// records of aggregates replayed cut their real lengths back.
 	col := newCollector(opts.N, opts.IdleNs)
+	var big aggregates
 	var consumed atomic.Uint64
 	var decodeErr error
 	done := make(chan struct{})
@@ -153,6 +163,7 @@ func SessionsFromPcap(ctx context.Context, m *probe.Manager, r io.Reader, opts D
 					decodeErr = err
 				}
 			} else {
+				big.restore(&p)
 				col.add(p)
 			}
 			consumed.Add(1)
@@ -213,7 +224,7 @@ func SessionsFromPcap(ctx context.Context, m *probe.Manager, r io.Reader, opts D
 	padWG.Add(1)
 	go func() {
 		defer padWG.Done()
-		pw.CloseWithError(padPcap(ctx, r, pw, &pad))
+		pw.CloseWithError(padPcap(ctx, r, pw, &pad, &big))
 	}()
 	rst, err := replay.Run(m, name, pr, replay.Options{EgressFrom: opts.EgressFrom, Progress: func(n int) {
 		catchUp()
@@ -258,7 +269,7 @@ func SessionsFromPcap(ctx context.Context, m *probe.Manager, r io.Reader, opts D
 	sessions := col.finish()
 	if opts.Stats != nil {
 		*opts.Stats = DatasetStats{
-			Packets: rst.Packets, Padded: pad.padded, Skipped: rst.Skipped,
+			Packets: rst.Packets, Padded: pad.padded, Aggregates: pad.cut, Skipped: rst.Skipped,
 			Records: st.Submitted, Capped: st.Capped, NonIP: st.NonIP, Malformed: st.Malformed, NoSession: st.NoSession,
 			Sessions: len(sessions), FirstNs: rst.FirstNs, LastNs: rst.LastNs,
 		}
@@ -318,12 +329,13 @@ func (c *collector) finish() []*Session {
 	return append(c.out, c.a.Flush(0)...)
 }
 
-type padStats struct{ padded int }
+type padStats struct{ padded, cut int }
 
 // padPcap copies a pcap stream to w as a nanosecond pcap, zero-padding
 // frames cut by the snap length back to their length on the wire (up to
-// maxPadded bytes).
-func padPcap(ctx context.Context, r io.Reader, w io.Writer, st *padStats) error {
+// maxReplayed bytes) and cutting larger IP frames to maxReplayed bytes
+// (listed in big, which gives their records the real lengths back).
+func padPcap(ctx context.Context, r io.Reader, w io.Writer, st *padStats, big *aggregates) error {
 	rd, err := replay.NewReader(r)
 	if err != nil {
 		return err
@@ -349,15 +361,22 @@ func padPcap(ctx context.Context, r io.Reader, w io.Writer, st *padStats) error 
 		if err != nil {
 			return err
 		}
-		data := p.Data
-		if uint32(len(data)) < p.OrigLen && p.OrigLen <= maxPadded {
+		data, orig := p.Data, p.OrigLen
+		switch {
+		case p.OrigLen > maxReplayed:
+			if c, agg, ok := cutAggregate(p); ok {
+				big.add(agg)
+				data, orig = c, uint32(len(c))
+				st.cut++
+			}
+		case uint32(len(data)) < p.OrigLen:
 			data = append(data, make([]byte, int(p.OrigLen)-len(data))...)
 			st.padded++
 		}
 		le.PutUint32(rec[0:], uint32(p.TimeNs/1e9))
 		le.PutUint32(rec[4:], uint32(p.TimeNs%1e9))
 		le.PutUint32(rec[8:], uint32(len(data)))
-		le.PutUint32(rec[12:], p.OrigLen)
+		le.PutUint32(rec[12:], orig)
 		bw.Write(rec[:])
 		if _, err := bw.Write(data); err != nil {
 			return err
@@ -365,17 +384,141 @@ func padPcap(ctx context.Context, r io.Reader, w io.Writer, st *padStats) error 
 	}
 }
 
+// aggregate is a frame replayed cut: its addresses and capture time, the
+// IP length it was replayed with and its real one.
+type aggregate struct {
+	ts       uint64
+	src, dst netip.Addr
+	cutLen   uint32
+	realLen  uint32
+}
+
+// aggregates lists the frames replayed cut until their records come
+// back: a record with an aggregate's capture time, addresses and cut IP
+// length is its record. Capture times are only nearly in order (tcpdump
+// merges CPUs), so an aggregate whose frame gave no record (capped) is
+// dropped once records are a second of capture time past it.
+type aggregates struct {
+	mu sync.Mutex
+	q  []aggregate
+}
+
+const aggregateHorizonNs = 1_000_000_000
+
+func (b *aggregates) add(a aggregate) {
+	b.mu.Lock()
+	b.q = append(b.q, a)
+	b.mu.Unlock()
+}
+
+// restore gives p the real lengths of its frame when that frame was
+// replayed cut.
+func (b *aggregates) restore(p *ddosfeat.PacketFeatures) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.q) > 0 && b.q[0].ts+aggregateHorizonNs < p.TimestampNs {
+		b.q = b.q[1:]
+	}
+	lo, hi := p.Session.LoAddr, p.Session.HiAddr
+	for i, a := range b.q {
+		if a.ts > p.TimestampNs+aggregateHorizonNs {
+			return
+		}
+		if a.ts != p.TimestampNs || uint32(p.IPLen) != a.cutLen || !(a.src == lo && a.dst == hi || a.src == hi && a.dst == lo) {
+			continue
+		}
+		b.q = append(b.q[:i], b.q[i+1:]...)
+		delta := a.realLen - a.cutLen
+		p.IPLen = sat16(a.realLen)
+		if p.Proto == protoTCP {
+			p.TCPPayloadLen = sat16(uint32(p.TCPPayloadLen) + delta)
+		}
+		return
+	}
+}
+
+func sat16(v uint32) uint16 { return uint16(min(v, 0xffff)) }
+
+// cutAggregate cuts an IPv4 or IPv6 frame longer than maxReplayed to
+// maxReplayed bytes (zero-padded when the capture kept fewer) and
+// rewrites its IP length to fit, as ddosfeat rejects an IP length longer
+// than the frame. It returns false for other frames, or when the capture
+// did not keep the IP header.
+func cutAggregate(p replay.Packet) ([]byte, aggregate, bool) {
+	d := p.Data
+	be := binary.BigEndian
+	off := 14
+	if len(d) < off {
+		return nil, aggregate{}, false
+	}
+	typ := be.Uint16(d[12:])
+	for range 2 { // VLAN tags, as ddosfeat follows them
+		if typ != 0x8100 && typ != 0x88a8 || len(d) < off+4 {
+			break
+		}
+		typ = be.Uint16(d[off+2:])
+		off += 4
+	}
+	a := aggregate{ts: p.TimeNs, cutLen: uint32(maxReplayed - off)}
+	out := make([]byte, maxReplayed)
+	copy(out, d)
+	ip := out[off:]
+	switch {
+	case typ == 0x0800 && len(d) >= off+20 && d[off]>>4 == 4:
+		a.realLen = uint32(be.Uint16(ip[2:]))
+		if a.realLen == 0 { // IPv4 BIG TCP
+			a.realLen = p.OrigLen - uint32(off)
+		}
+		be.PutUint16(ip[2:], uint16(a.cutLen))
+		a.src, a.dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	case typ == 0x86dd && len(d) >= off+40 && d[off]>>4 == 6:
+		a.realLen = 40 + uint32(be.Uint16(ip[4:]))
+		if a.realLen == 40 { // a jumbogram or IPv6 BIG TCP
+			a.realLen = p.OrigLen - uint32(off)
+		}
+		be.PutUint16(ip[4:], uint16(a.cutLen-40))
+		a.src, a.dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	default:
+		return nil, aggregate{}, false
+	}
+	if a.realLen <= a.cutLen {
+		return nil, aggregate{}, false // a short IP packet in a long frame
+	}
+	return out, a, true
+}
+
+// Length saturation: SamplesFrom caps the IP, TCP payload and UDP
+// lengths of its samples at one standard Ethernet MTU. Whether a host's
+// stack hands the probe MTU-sized segments or GSO/GRO/TSO aggregates of
+// up to 64 KiB (which depends on its NICs' offloads and on timing), or
+// whether the link has jumbo frames, says nothing about an attack; a
+// model trained on saturated lengths gets a normaliser bound of exactly
+// these values, so that live, where FromPackets does not saturate, its
+// normaliser clamps any longer packet to the same value.
+const (
+	SaturateIPLen  = 1500
+	SaturateTCPLen = 1460
+	SaturateUDPLen = 1480
+)
+
 // SamplesFrom turns sessions into samples of n packets (DefaultN when n
-// <= 0) with one label, in the same order.
+// <= 0) with one label, in the same order, with saturated lengths (see
+// SaturateIPLen).
 func SamplesFrom(sessions []*Session, label int, n int) []Sample {
 	if n <= 0 {
 		n = DefaultN
 	}
 	out := make([]Sample, 0, len(sessions))
 	for _, s := range sessions {
+		rows := FromPackets(s.Packets, n)
+		for _, r := range rows {
+			r[FeatIPLen] = min(r[FeatIPLen], SaturateIPLen)
+			r[FeatTCPLen] = min(r[FeatTCPLen], SaturateTCPLen)
+			r[FeatUDPLen] = min(r[FeatUDPLen], SaturateUDPLen)
+		}
 		out = append(out, Sample{
 			Key:     s.Key.String() + " @" + strconv.FormatUint(s.FirstNs, 10),
-			Packets: FromPackets(s.Packets, n),
+			Packets: rows,
 			Label:   label,
 		})
 	}

@@ -250,3 +250,63 @@ func TestSessionsFromPcapLossless(t *testing.T) {
 		t.Errorf("the replay probe is still loaded: %+v", m.List())
 	}
 }
+
+// TestSessionsFromPcapAggregates replays GSO/GRO aggregates as a capture
+// on a host with offloads on has them (cut to 128 bytes): a 20,000-byte
+// IPv4 TCP segment, a 9,000-byte IPv6 one and a 64 KiB one, among small
+// frames of the same sessions. They are replayed cut and their records
+// get their real lengths back; samples saturate them at one MTU.
+func TestSessionsFromPcapAggregates(t *testing.T) {
+	m := datasetManager(t)
+	c, s := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	c6, s6 := netip.MustParseAddr("fd00:72:70::1"), netip.MustParseAddr("fd00:72:70::2")
+	t0 := time.Unix(1_700_000_000, 0)
+	w := newPcap(128)
+	w.add(t0, frame(c, s, 6, 40000, 80, 0x18, 50))
+	w.add(t0, frame(s, c, 6, 80, 40000, 0x18, 20000-40)) // same capture time
+	w.add(t0.Add(time.Millisecond), frame(c, s, 6, 40000, 80, 0x10, 0))
+	w.add(t0.Add(2*time.Millisecond), frame(s, c, 6, 80, 40000, 0x18, 65535-40))
+	w.add(t0.Add(3*time.Millisecond), frame(s6, c6, 6, 443, 50000, 0x18, 9000-60))
+	w.add(t0.Add(4*time.Millisecond), frame(c6, s6, 6, 50000, 443, 0x10, 0))
+	w.add(t0.Add(5*time.Millisecond), frame(s, c, 17, 53, 5353, 0, 3500)) // UDP, 3528 bytes of IP
+	var st DatasetStats
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sessions, err := SessionsFromPcap(ctx, m, bytes.NewReader(w.buf.Bytes()), DatasetOptions{Stats: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Packets != 7 || st.Aggregates != 4 || st.Skipped != 0 || st.Records != 7 {
+		t.Fatalf("stats %+v: want 7 packets, 4 aggregates, 0 skipped, 7 records", st)
+	}
+	type lens struct{ ip, tcp, udp uint16 }
+	var got [][]lens
+	for _, se := range sessions {
+		var l []lens
+		for _, p := range se.Packets {
+			l = append(l, lens{p.IPLen, p.TCPPayloadLen, p.UDPLen})
+		}
+		got = append(got, l)
+	}
+	want := [][]lens{
+		{{90, 50, 0}, {20000, 20000 - 40, 0}, {40, 0, 0}, {65535, 65535 - 40, 0}},
+		{{9000, 9000 - 60, 0}, {60, 0, 0}},
+		{{3528, 0, 3508}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("sessions %v, want %v", got, want)
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("session %d lengths %v, want %v", i, got[i], want[i])
+		}
+	}
+	samples := SamplesFrom(sessions, 0, 0)
+	r := samples[0].Packets
+	if r[0][FeatIPLen] != 90 || r[1][FeatIPLen] != SaturateIPLen || r[1][FeatTCPLen] != SaturateTCPLen || r[3][FeatIPLen] != SaturateIPLen {
+		t.Errorf("saturated rows %v", r[:4])
+	}
+	if u := samples[2].Packets[0]; u[FeatIPLen] != SaturateIPLen || u[FeatUDPLen] != SaturateUDPLen {
+		t.Errorf("saturated UDP row %v", u)
+	}
+}
