@@ -430,7 +430,8 @@ func TestUplinkFloodStaysInLab(t *testing.T) {
 	gotRx := ifaceCounter(t, u.Root.BIface, "rx_packets") - rx
 	gotTx := ifaceCounter(t, u.Root.BIface, "tx_packets") - tx
 	t.Logf("sent %d spoofed SYNs in 1 s; the server's interface received %d and sent %d back into the lab", sent, gotRx, gotTx)
-	if sent < 10000 || gotRx < sent/2 {
+	// The point is where the answers go, not the rate: a loaded machine sends fewer.
+	if sent < 1000 || gotRx < sent/2 {
 		t.Fatalf("sent %d, received %d", sent, gotRx)
 	}
 	if gotTx < gotRx/2 {
