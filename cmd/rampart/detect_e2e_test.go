@@ -85,7 +85,9 @@ func TestDetectAndMitigate(t *testing.T) {
 						args[i] = port
 					}
 				}
-				p, err := u.Clients[0].Start("hping3", append(args, "-q", server.String())...)
+				// Niced: the attacker stands for another machine; on
+				// this one it must not take the benign client's CPU.
+				p, err := u.Clients[0].Start("nice", append(append([]string{"-n", "19", "hping3"}, args...), "-q", server.String())...)
 				if err != nil {
 					t.Fatal(err)
 				}
