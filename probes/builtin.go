@@ -20,6 +20,7 @@ import (
 	"github.com/rampart-shield/rampart/probes/firewall"
 	"github.com/rampart-shield/rampart/probes/flowmon"
 	"github.com/rampart-shield/rampart/probes/hoststat"
+	"github.com/rampart-shield/rampart/probes/reqmon"
 )
 
 type bundle struct {
@@ -37,6 +38,7 @@ var sources = []bundle{
 	{cryptofeat.Manifest(), cryptofeat.Object()},
 	{firewall.Manifest(), firewall.Object()},
 	{hoststat.Manifest(), hoststat.Object()},
+	{reqmon.Manifest(), reqmon.Object()},
 }
 
 var (

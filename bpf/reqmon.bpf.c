@@ -1,0 +1,536 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * reqmon: per-request resource accounting for any TCP server, without
+ * symbols (FineLame's idea on tracepoints only: this kernel has no kprobes).
+ *
+ * A request is the work a watched process does for one server-side TCP
+ * connection between reading a request and finishing its response. It is
+ * keyed by (tgid, sk) in `reqs` (LRU):
+ *   - a read on a server-side socket (local port in `listen_ports`) starts a
+ *     request, or continues the one in progress; a read after the response
+ *     began (phase RESPONDING) completes it and starts the next one
+ *     (keep-alive);
+ *   - every read or write on a server-side socket makes that socket's
+ *     request the thread's current request (`threads`), so an event loop
+ *     that serves many connections on one thread (Node.js, nginx) charges
+ *     each stretch of work to the connection it last did I/O for, and a
+ *     pool thread that picks a connection up charges it from then on;
+ *   - a forked child process (a CGI script) inherits its parent thread's
+ *     current request;
+ *   - a close (FIN_WAIT1, LAST_ACK, CLOSE) completes it.
+ * Completed requests go to the `done` ring buffer; the agent sweeps `reqs`
+ * and `threads` to score requests while they run (on-CPU time of a thread
+ * still running is now - since), and completes requests whose response
+ * went quiet.
+ *
+ * Resources charged to the thread's current request: on-CPU time
+ * (tp_btf/sched_switch), user page faults (exceptions:page_fault_user),
+ * anonymous memory mapped (mmap with MAP_ANONYMOUS) and heap growth (brk),
+ * bytes and calls received and sent (sock:sock_recv_length,
+ * sock:sock_send_length; I/O on other sockets, e.g. to a database, counts as
+ * backend bytes).
+ * Which tasks are watched: rp_target.h.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+#include "rampart.h"
+#include "rp_target.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define MAP_ANONYMOUS 0x20
+
+#define RQ_TCP_FIN_WAIT1 4
+#define RQ_TCP_CLOSE 7
+#define RQ_TCP_LAST_ACK 9
+#define RQ_TCP_LISTEN 10
+
+RP_PARAM(__u32, track_memory, 1);
+RP_PARAM(__u32, track_faults, 1);
+
+enum rq_phase {
+	RQ_READING = 0,
+	RQ_RESPONDING = 1,
+};
+
+/* Why a request record was emitted. */
+enum rq_reason {
+	RQ_NEXT_REQUEST = 1, /* a read after the response: keep-alive */
+	RQ_CLOSED = 2,       /* the server or the client closed */
+	RQ_EXITED = 3,       /* the process exited */
+};
+
+enum rq_stat {
+	RQ_ST_CREATED = 0,
+	RQ_ST_COMPLETED = 1,
+	RQ_ST_RINGBUF_FULL = 2,
+	RQ_ST_UNATTRIBUTED_CPU_NS = 3,
+	RQ_ST_UNATTRIBUTED_EVENTS = 4,
+	RQ_ST_THREADS_FULL = 5,
+	RQ_ST_MAX = 6,
+};
+
+struct rq_stat_val {
+	__u64 n;
+};
+
+struct rq_key {
+	__u64 sk;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct rq_req {
+	__u64 id;
+	__u64 start_ns;
+	__u64 last_io_ns;
+	__u64 first_tx_ns;
+	__u64 cpu_ns;
+	__u64 faults;
+	__u64 mem_bytes;
+	__u64 rx_bytes;
+	__u64 tx_bytes;
+	__u64 backend_bytes;
+	__u32 rx_calls;
+	__u32 tx_calls;
+	__u32 last_tid;
+	__u8 phase;
+	__u8 pad;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+	__u32 pad2;
+	rp_ipaddr_t laddr;
+	rp_ipaddr_t raddr;
+};
+
+struct rq_thread {
+	struct rq_key req; /* the thread's current request; sk 0: none */
+	__u64 since;       /* on CPU since (ns); 0: off CPU */
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* A completed request, in the `done` ring buffer. */
+struct rq_record {
+	struct rq_key key;
+	struct rq_req req;
+	__u64 end_ns;
+	__u32 reason; /* enum rq_reason */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u16);
+	__type(value, __u8);
+} listen_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct rq_thread);
+} threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct rq_key);
+	__type(value, struct rq_req);
+} reqs SEC(".maps");
+
+/* sk -> tgid of the process whose request it carries, for closes seen in
+ * softirq context. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} sk_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u64);
+} brk_last SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 21);
+} done SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RQ_ST_MAX);
+	__type(key, __u32);
+	__type(value, struct rq_stat_val);
+} rq_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rq_seq SEC(".maps");
+
+/* Keep the record types in BTF for the manifest and bpf2go. */
+const struct rq_record *unused_rq_record __attribute__((unused));
+const enum rq_reason *unused_rq_reason __attribute__((unused));
+const enum rq_stat *unused_rq_stat __attribute__((unused));
+
+static __always_inline void stat_add(__u32 i, __u64 n)
+{
+	struct rq_stat_val *v = bpf_map_lookup_elem(&rq_stats, &i);
+
+	if (v)
+		v->n += n;
+}
+
+static __always_inline __u64 next_id(void)
+{
+	__u32 z = 0;
+	__u64 *s = bpf_map_lookup_elem(&rq_seq, &z);
+	__u64 n = 0;
+
+	if (s)
+		n = ++*s;
+	return ((__u64)bpf_get_smp_processor_id() << 48) | (n & 0xffffffffffffULL);
+}
+
+static __always_inline void emit(struct rq_key *k, struct rq_req *r, __u64 now, __u32 reason)
+{
+	struct rq_record *rec = bpf_ringbuf_reserve(&done, sizeof(*rec), 0);
+
+	stat_add(RQ_ST_COMPLETED, 1);
+	if (!rec) {
+		stat_add(RQ_ST_RINGBUF_FULL, 1);
+		return;
+	}
+	rec->key = *k;
+	rec->req = *r;
+	rec->end_ns = now;
+	rec->reason = reason;
+	rec->pad = 0;
+	bpf_ringbuf_submit(rec, 0);
+}
+
+static __always_inline void fill_tuple(struct rq_req *r, struct sock *sk)
+{
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	r->family = fam;
+	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (fam == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		r->laddr[10] = 0xff;
+		r->laddr[11] = 0xff;
+		__builtin_memcpy(&r->laddr[12], &l, 4);
+		r->raddr[10] = 0xff;
+		r->raddr[11] = 0xff;
+		__builtin_memcpy(&r->raddr[12], &d, 4);
+	} else {
+		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* server_side: a TCP socket whose local port is a listening port. */
+static __always_inline bool server_side(struct sock *sk, __u16 family, __u16 protocol)
+{
+	__u16 lport;
+
+	if (protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
+		return false;
+	lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	return bpf_map_lookup_elem(&listen_ports, &lport) != NULL;
+}
+
+static __always_inline struct rq_thread *thread_of(__u32 tid, __u32 tgid, bool create)
+{
+	struct rq_thread *th = bpf_map_lookup_elem(&threads, &tid);
+	struct rq_thread z = {};
+
+	if (th || !create)
+		return th;
+	z.tgid = tgid;
+	if (bpf_map_update_elem(&threads, &tid, &z, BPF_NOEXIST) && !bpf_map_lookup_elem(&threads, &tid))
+		stat_add(RQ_ST_THREADS_FULL, 1);
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+/* charge_cpu: the thread's time on CPU since `since` goes to its current
+ * request (or to the unattributed counter). */
+static __always_inline void charge_cpu(struct rq_thread *th, __u64 now)
+{
+	struct rq_req *r;
+	__u64 d;
+
+	if (!th->since || now <= th->since)
+		return;
+	d = now - th->since;
+	th->since = now;
+	r = th->req.sk ? bpf_map_lookup_elem(&reqs, &th->req) : NULL;
+	if (r)
+		__sync_fetch_and_add(&r->cpu_ns, d);
+	else
+		stat_add(RQ_ST_UNATTRIBUTED_CPU_NS, d);
+}
+
+static __always_inline struct rq_req *current_req(struct rq_thread **thp)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct rq_thread *th = bpf_map_lookup_elem(&threads, &tid);
+
+	if (thp)
+		*thp = th;
+	if (!th || !th->req.sk)
+		return NULL;
+	return bpf_map_lookup_elem(&reqs, &th->req);
+}
+
+/* on_io: a read (rx) or write on sk by the current, watched task. */
+static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol, int ret, bool rx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+	struct rq_key k = {.sk = (__u64)sk, .tgid = tgid};
+	struct rq_thread *th;
+	struct rq_req *r;
+	__u64 now;
+
+	if (ret <= 0)
+		return;
+	now = bpf_ktime_get_ns();
+	if (!server_side(sk, family, protocol)) {
+		r = current_req(NULL);
+		if (r)
+			__sync_fetch_and_add(&r->backend_bytes, ret);
+		else
+			stat_add(RQ_ST_UNATTRIBUTED_EVENTS, 1);
+		return;
+	}
+	r = bpf_map_lookup_elem(&reqs, &k);
+	if (r && rx && r->phase == RQ_RESPONDING) {
+		emit(&k, r, r->last_io_ns, RQ_NEXT_REQUEST);
+		bpf_map_delete_elem(&reqs, &k);
+		r = NULL;
+	}
+	if (!r) {
+		struct rq_req n = {};
+
+		n.id = next_id();
+		n.start_ns = now;
+		n.last_tid = tid;
+		fill_tuple(&n, sk);
+		bpf_map_update_elem(&reqs, &k, &n, BPF_ANY);
+		bpf_map_update_elem(&sk_owner, &k.sk, &tgid, BPF_ANY);
+		stat_add(RQ_ST_CREATED, 1);
+		r = bpf_map_lookup_elem(&reqs, &k);
+		if (!r)
+			return;
+	}
+	r->last_io_ns = now;
+	r->last_tid = tid;
+	if (rx) {
+		__sync_fetch_and_add(&r->rx_bytes, ret);
+		r->rx_calls++;
+	} else {
+		__sync_fetch_and_add(&r->tx_bytes, ret);
+		r->tx_calls++;
+		if (r->phase != RQ_RESPONDING) {
+			r->phase = RQ_RESPONDING;
+			r->first_tx_ns = now;
+		}
+	}
+	/* This thread now works for this request. */
+	th = thread_of(tid, tgid, true);
+	if (!th)
+		return;
+	/* Charge the time on CPU so far to the request the thread worked for
+	 * until now (every I/O is a checkpoint, so a request's time is exact up
+	 * to its last I/O even if another thread completes it before this one
+	 * leaves the CPU). */
+	if (th->since)
+		charge_cpu(th, now);
+	else
+		th->since = now; /* on CPU now, but its switch-in predates us */
+	th->req = k;
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int reqmon_recv(struct trace_event_raw_sock_msg_length *ctx)
+{
+	if (!rp_watched_current())
+		return 0;
+	on_io(ctx->sk, ctx->family, ctx->protocol, ctx->ret, true);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int reqmon_send(struct trace_event_raw_sock_msg_length *ctx)
+{
+	if (!rp_watched_current())
+		return 0;
+	on_io(ctx->sk, ctx->family, ctx->protocol, ctx->ret, false);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(reqmon_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 ptgid = prev->tgid, ntgid = next->tgid;
+	__u32 ppid = prev->pid, npid = next->pid;
+	struct rq_thread *th;
+
+	if (rp_watched_tgid(ptgid)) {
+		th = bpf_map_lookup_elem(&threads, &ppid);
+		if (th && th->since) {
+			charge_cpu(th, now);
+			th->since = 0;
+		}
+	}
+	if (rp_watched_tgid(ntgid)) {
+		th = thread_of(npid, ntgid, true);
+		if (th)
+			th->since = now;
+	}
+	return 0;
+}
+
+SEC("tracepoint/exceptions/page_fault_user")
+int reqmon_fault(void *ctx)
+{
+	struct rq_req *r;
+
+	if (!track_faults || !rp_watched_current())
+		return 0;
+	r = current_req(NULL);
+	if (r)
+		__sync_fetch_and_add(&r->faults, 1);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int reqmon_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	struct rq_req *r;
+
+	if (!track_memory || !(ctx->args[3] & MAP_ANONYMOUS) || !rp_watched_current())
+		return 0;
+	r = current_req(NULL);
+	if (r)
+		__sync_fetch_and_add(&r->mem_bytes, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_brk")
+int reqmon_brk(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 cur = ctx->ret, *last;
+	struct rq_req *r;
+
+	if (!track_memory || !rp_watched_current())
+		return 0;
+	last = bpf_map_lookup_elem(&brk_last, &tgid);
+	if (!last) {
+		bpf_map_update_elem(&brk_last, &tgid, &cur, BPF_ANY);
+		return 0;
+	}
+	if (cur > *last) {
+		r = current_req(NULL);
+		if (r)
+			__sync_fetch_and_add(&r->mem_bytes, cur - *last);
+	}
+	*last = cur;
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int reqmon_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct rq_key k = {};
+	struct rq_req *r;
+	__u32 *owner;
+	__u16 port;
+	__u8 one = 1;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx->newstate == RQ_TCP_LISTEN) {
+		port = ctx->sport;
+		bpf_map_update_elem(&listen_ports, &port, &one, BPF_ANY);
+		return 0;
+	}
+	if (ctx->newstate != RQ_TCP_FIN_WAIT1 && ctx->newstate != RQ_TCP_LAST_ACK && ctx->newstate != RQ_TCP_CLOSE)
+		return 0;
+	k.sk = (__u64)ctx->skaddr;
+	owner = bpf_map_lookup_elem(&sk_owner, &k.sk);
+	if (!owner)
+		return 0;
+	k.tgid = *owner;
+	r = bpf_map_lookup_elem(&reqs, &k);
+	if (r) {
+		emit(&k, r, bpf_ktime_get_ns(), RQ_CLOSED);
+		bpf_map_delete_elem(&reqs, &k);
+	}
+	bpf_map_delete_elem(&sk_owner, &k.sk);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(reqmon_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = parent->pid, cpid = child->pid, ctgid = child->tgid;
+	struct rq_thread *pt, c = {};
+
+	rp_target_on_fork(parent, child);
+	if (cpid != ctgid || !rp_watched_tgid(ctgid))
+		return 0;
+	pt = bpf_map_lookup_elem(&threads, &ppid);
+	if (!pt || !pt->req.sk)
+		return 0;
+	/* A child process (a CGI script) works for its parent's request. */
+	c.req = pt->req;
+	c.tgid = ctgid;
+	bpf_map_update_elem(&threads, &cpid, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(reqmon_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	rp_target_on_exec(p, bprm);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(reqmon_exit, struct task_struct *p)
+{
+	__u32 pid = p->pid, tgid = p->tgid;
+	struct rq_thread *th = bpf_map_lookup_elem(&threads, &pid);
+
+	if (th) {
+		if (th->since)
+			charge_cpu(th, bpf_ktime_get_ns());
+		bpf_map_delete_elem(&threads, &pid);
+	}
+	if (rp_target_on_exit(p))
+		bpf_map_delete_elem(&brk_last, &tgid);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,299 @@
+package reqmon_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rampart-shield/rampart/internal/apptarget"
+	"github.com/rampart-shield/rampart/internal/bpftest"
+	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/reqmon"
+	"github.com/rampart-shield/rampart/probes"
+)
+
+// The test binary doubles as the watched server: with RQ_TEST_SERVER set it
+// serves HTTP on 127.0.0.1 (port printed on stdout) until killed.
+func TestMain(m *testing.M) {
+	switch os.Getenv("RQ_TEST_SERVER") {
+	case "threads":
+		serveThreads()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// spin burns about d of CPU time on this thread.
+func spin(d time.Duration) int {
+	end := time.Now().Add(d)
+	x := 0
+	for time.Now().Before(end) {
+		for i := 0; i < 10000; i++ {
+			x += i * i
+		}
+	}
+	return x
+}
+
+// serveThreads is a multi-threaded server: each handler runs locked to its
+// OS thread, like a thread-per-connection server.
+func serveThreads() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		io.WriteString(w, "hello\n")
+	})
+	mux.HandleFunc("/spin", func(w http.ResponseWriter, r *http.Request) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		fmt.Fprintf(w, "spun %d\n", spin(time.Duration(ms)*time.Millisecond)&1)
+	})
+	var keep [][]byte
+	var mu sync.Mutex
+	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		mu.Lock()
+		keep = append(keep, b)
+		mu.Unlock()
+		io.WriteString(w, "allocated\n")
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		kb, _ := strconv.Atoi(r.URL.Query().Get("kb"))
+		w.Write(make([]byte, kb<<10))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	http.Serve(ln, mux)
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startServer(t *testing.T, kind string) *server {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RQ_TEST_SERVER="+kind)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("server did not start: %v", err)
+	}
+	return &server{cmd: cmd, addr: "127.0.0.1:" + strings.TrimSpace(line)}
+}
+
+// client is a raw keep-alive HTTP/1.1 client that counts bytes exactly.
+type client struct {
+	c        net.Conn
+	r        *bufio.Reader
+	sent     int
+	received int
+}
+
+func dial(t *testing.T, addr string) *client {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{c: c, r: bufio.NewReader(c)}
+}
+
+type countingReader struct {
+	r io.Reader
+	n *int
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += n
+	return n, err
+}
+
+// get sends one request and reads the response; it returns the bytes sent
+// and received for it.
+func (c *client) get(t *testing.T, path string) (sent, received int) {
+	t.Helper()
+	req := "GET " + path + " HTTP/1.1\r\nHost: test\r\nUser-Agent: reqmon-test\r\n\r\n"
+	c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c.c, req); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	br := bufio.NewReader(countingReader{c.c, &n})
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if br.Buffered() != 0 {
+		t.Fatalf("%d bytes after the response", br.Buffered())
+	}
+	c.sent += len(req)
+	c.received += n
+	return len(req), n
+}
+
+func newManager(t *testing.T) *probe.Manager {
+	bpftest.Require(t)
+	m, err := probe.NewManager(probe.ManagerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Builtin: probes.Lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func startMonitor(t *testing.T, m *probe.Manager, spec apptarget.Spec) *reqmon.Monitor {
+	mon, err := reqmon.Start(context.Background(), reqmon.Options{Manager: m, Spec: spec, Quiet: 300 * time.Millisecond})
+	bpftest.CheckLoad(t, err)
+	t.Cleanup(mon.Close)
+	return mon
+}
+
+// collect waits for n completed requests of pid.
+func collect(t *testing.T, mon *reqmon.Monitor, pid int, n int, timeout time.Duration) []reqmon.Sample {
+	t.Helper()
+	var out []reqmon.Sample
+	deadline := time.After(timeout)
+	for len(out) < n {
+		select {
+		case s := <-mon.Completed():
+			if int(s.TGID) == pid {
+				out = append(out, s)
+			}
+		case <-deadline:
+			t.Fatalf("got %d of %d completed requests: %+v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+// TestRequestsThreaded: one keep-alive connection with three requests of
+// known sizes and costs, then close. Each request's bytes are exact, its
+// CPU time and memory are charged to it and not to its neighbours.
+func TestRequestsThreaded(t *testing.T) {
+	m := newManager(t)
+	srv := startServer(t, "threads")
+	mon := startMonitor(t, m, apptarget.Spec{PIDs: []int{srv.cmd.Process.Pid}})
+
+	c := dial(t, srv.addr)
+	type want struct {
+		path       string
+		sent, recv int
+	}
+	var ws []want
+	for _, p := range []string{"/hello", "/spin?ms=300", "/alloc?mb=64", "/big?kb=512"} {
+		s, r := c.get(t, p)
+		ws = append(ws, want{p, s, r})
+	}
+	c.c.Close()
+	got := collect(t, mon, srv.cmd.Process.Pid, len(ws), 5*time.Second)
+	for i, w := range ws {
+		s := got[i]
+		t.Logf("%-14s rx %d tx %d cpu %.1f ms faults %d mem %d KiB idle %.1f ms reason %s", w.path, uint64(s.Vector[reqmon.FRX]), uint64(s.Vector[reqmon.FTX]),
+			s.Vector[reqmon.FCPU]/1e6, uint64(s.Vector[reqmon.FFaults]), uint64(s.Vector[reqmon.FMem])>>10, s.Vector[reqmon.FIdle]/1e6, s.Reason)
+		if int(s.Vector[reqmon.FRX]) != w.sent || int(s.Vector[reqmon.FTX]) != w.recv {
+			t.Errorf("%s: rx/tx %v/%v, want %d/%d", w.path, s.Vector[reqmon.FRX], s.Vector[reqmon.FTX], w.sent, w.recv)
+		}
+		if s.Remote.Port() != uint16(c.c.LocalAddr().(*net.TCPAddr).Port) {
+			t.Errorf("%s: remote %v, want the client's %v", w.path, s.Remote, c.c.LocalAddr())
+		}
+	}
+	cpu := func(i int) float64 { return got[i].Vector[reqmon.FCPU] / 1e6 }
+	if cpu(1) < 250 || cpu(1) > 600 {
+		t.Errorf("spin 300 ms: charged %.1f ms of CPU", cpu(1))
+	}
+	if cpu(0) > 20 || cpu(3) > 50 {
+		t.Errorf("hello/big charged %.1f/%.1f ms of CPU", cpu(0), cpu(3))
+	}
+	if mem := got[2].Vector[reqmon.FMem]; mem < 60<<20 {
+		t.Errorf("alloc 64 MiB: charged %.0f bytes of memory", mem)
+	}
+	if f := got[2].Vector[reqmon.FFaults]; f < 10000 {
+		t.Errorf("alloc 64 MiB: %v page faults, want >= 10000 (16384 pages touched)", f)
+	}
+	if got[0].Vector[reqmon.FMem] > 1<<20 || got[0].Vector[reqmon.FFaults] > 100 {
+		t.Errorf("hello charged memory %v, faults %v", got[0].Vector[reqmon.FMem], got[0].Vector[reqmon.FFaults])
+	}
+	for i := 0; i < 3; i++ {
+		if got[i].Reason.String() != "next-request" {
+			t.Errorf("request %d completed by %s, want next-request", i, got[i].Reason)
+		}
+	}
+	if r := got[3].Reason.String(); r != "closed" {
+		t.Errorf("last request completed by %s, want closed", r)
+	}
+}
+
+// TestInFlight: a request that burns CPU is visible while it runs, with
+// its CPU time growing, long before it completes.
+func TestInFlight(t *testing.T) {
+	m := newManager(t)
+	srv := startServer(t, "threads")
+	mon := startMonitor(t, m, apptarget.Spec{PIDs: []int{srv.cmd.Process.Pid}})
+	c := dial(t, srv.addr)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.get(t, "/spin?ms=1500")
+	}()
+	var seen []float64
+	deadline := time.Now().Add(1200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		for _, s := range mon.InFlight() {
+			if int(s.TGID) == srv.cmd.Process.Pid {
+				seen = append(seen, s.Vector[reqmon.FCPU]/1e6)
+			}
+		}
+	}
+	<-done
+	t.Logf("in-flight CPU ms at each sweep: %.0f", seen)
+	if len(seen) < 5 {
+		t.Fatalf("the running request was seen in flight %d times", len(seen))
+	}
+	if seen[len(seen)-1] < 700 {
+		t.Errorf("in-flight CPU after ~1.2 s of a 1.5 s spin: %.0f ms", seen[len(seen)-1])
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] < seen[i-1] {
+			t.Errorf("in-flight CPU went down: %.0f", seen)
+			break
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package reqmon
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"unsafe"
+)
+
+// Map and stream names in the manifest.
+const (
+	ProbeName   = "reqmon"
+	MapReqs     = "reqs"
+	MapThreads  = "threads"
+	MapListen   = "listen_ports"
+	MapStats    = "rq_stats"
+	StreamDone  = "requests"
+	ParamAll    = "rp_watch_all"
+	ParamMemory = "track_memory"
+	ParamFaults = "track_faults"
+)
+
+// Phase of a request.
+const (
+	PhaseReading    = 0
+	PhaseResponding = 1
+)
+
+// Reason a request completed.
+type Reason uint32
+
+const (
+	ReasonNextRequest Reason = 1   // a read after the response (keep-alive)
+	ReasonClosed      Reason = 2   // the connection closed
+	ReasonExited      Reason = 3   // the process exited
+	ReasonQuiet       Reason = 100 // the agent: the response went quiet
+	ReasonEvicted     Reason = 101 // the agent: gone from the table unseen
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonNextRequest:
+		return "next-request"
+	case ReasonClosed:
+		return "closed"
+	case ReasonExited:
+		return "exited"
+	case ReasonQuiet:
+		return "quiet"
+	case ReasonEvicted:
+		return "evicted"
+	}
+	return fmt.Sprintf("reason-%d", uint32(r))
+}
+
+// Key identifies a request's connection: the socket and the process.
+type Key struct {
+	Sk   uint64
+	TGID uint32
+}
+
+// Request is one request's resources as the kernel counted them.
+type Request struct {
+	Key
+	ID      uint64
+	Start   uint64 // ns, CLOCK_MONOTONIC
+	LastIO  uint64
+	FirstTX uint64
+	CPU     uint64 // ns on CPU (excluding the part still running: see Thread)
+	Faults  uint64
+	Mem     uint64 // bytes of anonymous memory mapped and heap grown
+	RX, TX  uint64 // bytes
+	Backend uint64 // bytes on other sockets (backends)
+	RXCalls uint32
+	TXCalls uint32
+	LastTID uint32
+	Phase   uint8
+	Local   netip.AddrPort
+	Remote  netip.AddrPort
+}
+
+// Record is a completed request from the `requests` stream.
+type Record struct {
+	Request
+	End    uint64
+	Reason Reason
+}
+
+// Thread is a watched thread: its current request and since when it runs.
+type Thread struct {
+	TID   uint32
+	TGID  uint32
+	Req   Key    // Sk 0: none
+	Since uint64 // on CPU since (ns); 0 when off CPU
+}
+
+// Sizes of the kernel structs, checked against the generated types.
+var (
+	sizeReq    = int(unsafe.Sizeof(reqmonRqReq{}))
+	sizeKey    = int(unsafe.Sizeof(reqmonRqKey{}))
+	sizeRecord = int(unsafe.Sizeof(reqmonRqRecord{}))
+	sizeThread = int(unsafe.Sizeof(reqmonRqThread{}))
+)
+
+func addrPort(a [16]uint8, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port)
+}
+
+func decodeReq(k reqmonRqKey, r *reqmonRqReq) Request {
+	return Request{
+		Key: Key{Sk: k.Sk, TGID: k.Tgid},
+		ID:  r.Id, Start: r.StartNs, LastIO: r.LastIoNs, FirstTX: r.FirstTxNs,
+		CPU: r.CpuNs, Faults: r.Faults, Mem: r.MemBytes, RX: r.RxBytes, TX: r.TxBytes,
+		Backend: r.BackendBytes, RXCalls: r.RxCalls, TXCalls: r.TxCalls, LastTID: r.LastTid,
+		Phase:  r.Phase,
+		Local:  addrPort(r.Laddr, r.Lport),
+		Remote: addrPort(r.Raddr, r.Rport),
+	}
+}
+
+func decode(b []byte, v any, size int, what string) error {
+	if len(b) < size {
+		return fmt.Errorf("reqmon: %s of %d bytes, want %d", what, len(b), size)
+	}
+	return binary.Read(bytes.NewReader(b[:size]), binary.LittleEndian, v)
+}
+
+// DecodeRecord decodes a raw record from the `requests` ring buffer.
+func DecodeRecord(b []byte) (Record, error) {
+	var r reqmonRqRecord
+	if err := decode(b, &r, sizeRecord, "record"); err != nil {
+		return Record{}, err
+	}
+	return Record{Request: decodeReq(r.Key, &r.Req), End: r.EndNs, Reason: Reason(r.Reason)}, nil
+}
+
+// DecodeReq decodes a raw entry of the `reqs` table.
+func DecodeReq(key, value []byte) (Request, error) {
+	var k reqmonRqKey
+	var v reqmonRqReq
+	if err := decode(key, &k, sizeKey, "request key"); err != nil {
+		return Request{}, err
+	}
+	if err := decode(value, &v, sizeReq, "request"); err != nil {
+		return Request{}, err
+	}
+	return decodeReq(k, &v), nil
+}
+
+// DecodeThread decodes a raw entry of the `threads` table.
+func DecodeThread(key, value []byte) (Thread, error) {
+	var v reqmonRqThread
+	if len(key) < 4 {
+		return Thread{}, fmt.Errorf("reqmon: thread key of %d bytes", len(key))
+	}
+	if err := decode(value, &v, sizeThread, "thread"); err != nil {
+		return Thread{}, err
+	}
+	return Thread{TID: binary.LittleEndian.Uint32(key), TGID: v.Tgid, Req: Key{Sk: v.Req.Sk, TGID: v.Req.Tgid}, Since: v.Since}, nil
+}
+
+// ReqKeyBytes encodes a request key as the `reqs` table stores it.
+func ReqKeyBytes(k Key) []byte {
+	b := make([]byte, sizeKey)
+	binary.LittleEndian.PutUint64(b, k.Sk)
+	binary.LittleEndian.PutUint32(b[8:], k.TGID)
+	return b
+}
