@@ -145,6 +145,9 @@ func (m *Manager) load(ctx context.Context, req LoadRequest, start time.Time) (P
 	if err != nil {
 		return ProbeInfo{}, err
 	}
+	if err := applyMapSizes(spec, req.MapSizes); err != nil {
+		return ProbeInfo{}, err
+	}
 	if err := prepareSpec(spec, &man, hooks); err != nil {
 		return ProbeInfo{}, err
 	}
@@ -246,6 +249,25 @@ func resolveHooks(man *Manifest, attach []string, iface string, detached bool) (
 		hooks[i] = h
 	}
 	return hooks, nil
+}
+
+// applyMapSizes overrides maps' max_entries (hash and LRU tables, arrays;
+// ring buffers take a power-of-two multiple of the page size).
+func applyMapSizes(spec *ebpf.CollectionSpec, sizes map[string]uint32) error {
+	for name, n := range sizes {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return errorf(KindInvalid, "map size for %q: the object has no such map (it has: %s)", name, names(spec.Maps))
+		}
+		if n == 0 || n > 1<<26 {
+			return errorf(KindInvalid, "map size for %q: %d entries, want 1 to %d", name, n, 1<<26)
+		}
+		if ms.Type == ebpf.RingBuf && (n < 4096 || n&(n-1) != 0) {
+			return errorf(KindInvalid, "map size for ring buffer %q: %d bytes, want a power of two of at least 4096", name, n)
+		}
+		ms.MaxEntries = n
+	}
+	return nil
 }
 
 // applyParams sets load-time constants: the manifest's defaults, then the

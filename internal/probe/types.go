@@ -25,6 +25,9 @@ type LoadRequest struct {
 	Iface string `json:"iface,omitempty"`
 	// Params override the manifest's parameters (constant name -> value).
 	Params map[string]string `json:"params,omitempty"`
+	// MapSizes override maps' max_entries (map name -> entries; bytes for
+	// ring buffers), e.g. to size a probe's LRU tables for a host.
+	MapSizes map[string]uint32 `json:"map_sizes,omitempty"`
 	// Detached loads and verifies the probe but attaches nothing: its
 	// programs run only through TestRun (replays of captures).
 	Detached bool `json:"detached,omitempty"`

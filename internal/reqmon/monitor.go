@@ -71,6 +71,9 @@ type Options struct {
 	// long is complete (default 1 s).
 	Quiet time.Duration
 	Log   *slog.Logger
+	// MapSizes override the probe's table sizes when it is loaded here
+	// (e.g. "reqs": 65536 for a busy host).
+	MapSizes map[string]uint32
 }
 
 // Stats count what the monitor saw and lost.
@@ -134,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 		if o.Spec.All {
 			params[rq.ParamAll] = "1"
 		}
-		if _, err := o.Manager.Load(ctx, probe.LoadRequest{Name: o.Probe, Params: params}); err != nil {
+		if _, err := o.Manager.Load(ctx, probe.LoadRequest{Name: o.Probe, Params: params, MapSizes: o.MapSizes}); err != nil {
 			return nil, fmt.Errorf("load the reqmon probe: %w", err)
 		}
 	}

@@ -297,3 +297,117 @@ func TestInFlight(t *testing.T) {
 		}
 	}
 }
+
+const nodeServer = `
+const http = require('http');
+function spin(ms) { const end = Date.now() + ms; let x = 0; while (Date.now() < end) { x += Math.sqrt(x + 1); } return x; }
+const srv = http.createServer((req, res) => {
+  const u = new URL(req.url, 'http://x');
+  if (u.pathname === '/spin') { spin(+u.searchParams.get('ms')); }
+  res.end('ok\n');
+});
+srv.keepAliveTimeout = 30000;
+srv.listen(0, '127.0.0.1', () => { console.log(srv.address().port); });
+`
+
+// TestRequestsEventLoop: Node.js serves every connection on one thread.
+// A request that blocks the loop for 400 ms is charged its CPU time; the
+// requests of another connection, served before and after it on the same
+// thread, are not.
+func TestRequestsEventLoop(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node (Node.js) is not installed")
+	}
+	m := newManager(t)
+	cmd := exec.Command(node, "-e", nodeServer)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("node did not start: %v", err)
+	}
+	addr := "127.0.0.1:" + strings.TrimSpace(line)
+	mon := startMonitor(t, m, apptarget.Spec{PIDs: []int{cmd.Process.Pid}})
+
+	a, b := dial(t, addr), dial(t, addr)
+	for i := 0; i < 5; i++ {
+		b.get(t, "/hello")
+	}
+	a.get(t, "/spin?ms=400")
+	for i := 0; i < 5; i++ {
+		b.get(t, "/hello")
+	}
+	a.c.Close()
+	b.c.Close()
+	got := collect(t, mon, cmd.Process.Pid, 11, 5*time.Second)
+	var spinCPU, helloMax float64
+	hellos := 0
+	for _, s := range got {
+		cpu := s.Vector[reqmon.FCPU] / 1e6
+		switch s.Remote.Port() {
+		case uint16(a.c.LocalAddr().(*net.TCPAddr).Port):
+			spinCPU = cpu
+		case uint16(b.c.LocalAddr().(*net.TCPAddr).Port):
+			hellos++
+			helloMax = max(helloMax, cpu)
+		}
+	}
+	t.Logf("spin request: %.1f ms CPU; %d hello requests: at most %.1f ms CPU each", spinCPU, hellos, helloMax)
+	if hellos != 10 {
+		t.Errorf("%d hello requests, want 10", hellos)
+	}
+	if spinCPU < 350 || spinCPU > 800 {
+		t.Errorf("the 400 ms spin was charged %.1f ms", spinCPU)
+	}
+	if helloMax > 30 {
+		t.Errorf("a hello request was charged %.1f ms", helloMax)
+	}
+}
+
+// TestLRUEviction: with a table of 64 requests, 200 connections that each
+// leave a request half-read overflow it: the table stays bounded, the
+// evictions are counted, and the monitor keeps working.
+func TestLRUEviction(t *testing.T) {
+	m := newManager(t)
+	srv := startServer(t, "threads")
+	mon, err := reqmon.Start(context.Background(), reqmon.Options{Manager: m, Spec: apptarget.Spec{PIDs: []int{srv.cmd.Process.Pid}},
+		MapSizes: map[string]uint32{"reqs": 64}})
+	bpftest.CheckLoad(t, err)
+	t.Cleanup(mon.Close)
+	const n = 200
+	for i := 0; i < n; i++ {
+		c := dial(t, srv.addr)
+		io.WriteString(c.c, "GET /hello HTTP/1.1\r\nHost: test\r\n") // no end of headers
+	}
+	var st reqmon.Stats
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st = mon.Stats(); st.Created >= n {
+			break
+		}
+	}
+	time.Sleep(150 * time.Millisecond) // a sweep or two after the last one started
+	st = mon.Stats()
+	t.Logf("stats: %+v", st)
+	if st.Created < n {
+		t.Fatalf("%d requests started, want %d", st.Created, n)
+	}
+	if st.InFlight == 0 || st.InFlight > 64 {
+		t.Errorf("%d requests in flight in a table of 64", st.InFlight)
+	}
+	if st.Evicted < n-64 {
+		t.Errorf("evicted %d, want at least %d", st.Evicted, n-64)
+	}
+	// Still working: a complete request is accounted.
+	c := dial(t, srv.addr)
+	c.get(t, "/hello")
+	c.c.Close()
+	got := collect(t, mon, srv.cmd.Process.Pid, 1, 3*time.Second)
+	if got[0].Vector[reqmon.FTX] == 0 {
+		t.Errorf("request after the overflow: %+v", got[0])
+	}
+}
