@@ -76,6 +76,20 @@ struct {
 	__type(value, __u8);
 } rp_execs SEC(".maps");
 
+/* rp_target_cfg[0]: how many cgroups rp_cgroups holds (the agent keeps it),
+ * so hosts that watch no cgroup skip the ancestor walk. */
+struct rp_target_cfg_val {
+	__u32 ncgroups;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rp_target_cfg_val);
+} rp_target_cfg SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, RP_TS_MAX);
@@ -103,8 +117,13 @@ static __always_inline void rp_target_add(__u32 tgid, __u8 flags, __u32 stat)
  * (up to RP_CGROUP_LEVELS above the root) is in rp_cgroups. */
 static __always_inline bool rp_in_watched_cgroup(void)
 {
-	__u64 id = bpf_get_current_cgroup_id();
+	__u32 zero = 0;
+	struct rp_target_cfg_val *cfg = bpf_map_lookup_elem(&rp_target_cfg, &zero);
+	__u64 id;
 
+	if (!cfg || !cfg->ncgroups)
+		return false;
+	id = bpf_get_current_cgroup_id();
 	if (bpf_map_lookup_elem(&rp_cgroups, &id))
 		return true;
 #pragma unroll

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rampart-shield/rampart/internal/alert"
 	"github.com/rampart-shield/rampart/internal/api"
+	appwatch "github.com/rampart-shield/rampart/internal/app"
 	"github.com/rampart-shield/rampart/internal/detect/lucid"
 	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/firewall"
@@ -42,6 +43,8 @@ type agentFlags struct {
 	audit     string
 	pinRoot   string
 	noDetect  bool
+	watches   []string
+	train     string
 }
 
 func (a *app) agentCommand() *cobra.Command {
@@ -138,6 +141,8 @@ The config file (YAML) mirrors the flags; flags win:
 	f.StringVar(&o.mode, "mode", "", "responder mode: observe (default: log what it would do) or enforce")
 	f.BoolVar(&o.noDetect, "no-detect", false, "do not run the threshold detector (it runs with --firewall)")
 	f.StringVar(&o.pinRoot, "pin-root", probe.DefaultPinRoot, "bpffs folder for pinned probe state (the firewall's rules); one per agent")
+	f.StringArrayVar(&o.watches, "watch", nil, "watch a server's requests from the start: exec:PATH, pid:PID, tree:PID or cgroup:PATH (repeatable; rampart app watch does it later)")
+	f.StringVar(&o.train, "train", "", "training window of the --watch request models (default 200s)")
 	f.StringVar(&o.audit, "audit-file", "", "the responder's audit trail, JSON lines (default /var/lib/rampart/audit.jsonl; - for none)")
 	return cmd
 }
@@ -257,7 +262,21 @@ func (a *app) runAgent(cmd *cobra.Command, o agentFlags) error {
 	}
 	defer resp.Close()
 	log.Info("responder ready", "mode", resp.Mode(), "audit", "rampart respond audit")
-	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows, Firewall: fwAPI, FirewallIface: fwCfg.Iface, Responder: resp})
+	apps := &appwatch.Manager{Probes: m, Log: log}
+	defer apps.Close()
+	srv := api.NewServer(m, api.Options{Logger: log, Version: version, Flows: flows, Firewall: fwAPI, FirewallIface: fwCfg.Iface, Responder: resp, Apps: apps})
+	apps.OnAlert = func(a alert.Alert) { srv.RecordAlert(a, resp.Handle(a)) }
+	for _, w := range o.watches {
+		spec, err := watchSpecFromFlags(w)
+		if err != nil {
+			return usageError{err}
+		}
+		info, err := apps.Watch(cmd.Context(), appwatch.WatchRequest{Target: spec, Train: o.train})
+		if err != nil {
+			return fmt.Errorf("--watch %s: %w", w, err)
+		}
+		log.Info("watching requests", "watch", info.Name, "target", info.Target, "processes", len(info.Processes))
+	}
 	detectors, err := startDetection(cmd.Context(), log, m, cfg.Detect, fwCfg.Iface, o.noDetect, func(a alert.Alert) {
 		srv.RecordAlert(a, resp.Handle(a))
 	})

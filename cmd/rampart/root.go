@@ -97,7 +97,7 @@ using --token-file or RAMPART_TOKEN.`,
 	pf.StringVar(&a.tokenFile, "token-file", "", "file holding the bearer token (the agent reads it for --listen)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(a.agentCommand(), a.probeCommand(), a.flowsCommand(), a.fwCommand(), a.alertCommand(), a.demoCommand(), a.replayCommand(), a.modelCommand(), a.versionCommand())
+	root.AddCommand(a.agentCommand(), a.probeCommand(), a.flowsCommand(), a.fwCommand(), a.alertCommand(), a.appCommand(), a.demoCommand(), a.replayCommand(), a.modelCommand(), a.versionCommand())
 	a.root = root
 	return root
 }

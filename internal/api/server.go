@@ -64,6 +64,8 @@ type Options struct {
 	FirewallIface string
 	// Responder handles /v1/alerts and serves /v1/audit and /v1/respond.
 	Responder Responder
+	// Apps serves /v1/apps (application watches).
+	Apps Apps
 }
 
 // Flows is the flow service (internal/flow.Service).
@@ -92,6 +94,7 @@ type Server struct {
 	fw       Firewall
 	fwIface  string
 	resp     Responder
+	apps     Apps
 	alertsMu sync.Mutex
 	alerts   []AlertResult
 
@@ -112,6 +115,7 @@ func NewServer(m Manager, opts Options) *Server {
 		fw:          opts.Firewall,
 		fwIface:     opts.FirewallIface,
 		resp:        opts.Responder,
+		apps:        opts.Apps,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -192,6 +196,11 @@ func (s *Server) routes() {
 	h("GET /v1/audit", s.getAudit)
 	h("GET /v1/respond", s.getMode)
 	h("PUT /v1/respond", s.setMode)
+	h("POST /v1/apps", s.watchApp)
+	h("GET /v1/apps", s.listApps)
+	h("GET /v1/apps/{name}", s.getApp)
+	h("GET /v1/apps/{name}/requests", s.appRequests)
+	h("DELETE /v1/apps/{name}", s.stopApp)
 }
 
 // routeBatch takes up to MaxBatchBytes: 10,000 rules are about 1 MB.

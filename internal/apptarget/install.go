@@ -12,6 +12,7 @@ const (
 	MapCgroups = "rp_cgroups"
 	MapExecs   = "rp_execs"
 	MapStats   = "rp_target_stats"
+	MapCfg     = "rp_target_cfg"
 )
 
 // Install writes r into a probe's target maps (keyed by map name, as
@@ -25,6 +26,17 @@ func Install(maps map[string]*ebpf.Map, r Resolved) error {
 	for id := range r.Cgroups {
 		if err := cg.Update(id, uint8(1), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("watch cgroup %s: %w", r.Cgroups[id], err)
+		}
+	}
+	if cfg := maps[MapCfg]; cfg != nil {
+		var count uint32
+		var k uint64
+		var v uint8
+		for it := cg.Iterate(); it.Next(&k, &v); {
+			count++
+		}
+		if err := cfg.Update(uint32(0), [2]uint32{count, 0}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("target config: %w", err)
 		}
 	}
 	for k, path := range r.Execs {

@@ -137,7 +137,12 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 		if o.Spec.All {
 			params[rq.ParamAll] = "1"
 		}
-		if _, err := o.Manager.Load(ctx, probe.LoadRequest{Name: o.Probe, Params: params, MapSizes: o.MapSizes}); err != nil {
+		man, err := probe.ParseManifest(rq.Manifest())
+		if err != nil {
+			return nil, err
+		}
+		// The built-in bundle, under the name given (one instance per watch).
+		if _, err := o.Manager.Load(ctx, probe.LoadRequest{Name: o.Probe, Manifest: man, Object: rq.Object(), Origin: "builtin", Params: params, MapSizes: o.MapSizes}); err != nil {
 			return nil, fmt.Errorf("load the reqmon probe: %w", err)
 		}
 	}

@@ -20,6 +20,12 @@ type reqmonRpExecKey struct {
 	Pad uint32
 }
 
+type reqmonRpTargetCfgVal struct {
+	_        structs.HostLayout
+	Ncgroups uint32
+	Pad      uint32
+}
+
 type reqmonRpTargetStatVal struct {
 	_ structs.HostLayout
 	N uint64
@@ -109,6 +115,7 @@ const (
 	reqmonMapReqs           = "reqs"
 	reqmonMapRpCgroups      = "rp_cgroups"
 	reqmonMapRpExecs        = "rp_execs"
+	reqmonMapRpTargetCfg    = "rp_target_cfg"
 	reqmonMapRpTargetStats  = "rp_target_stats"
 	reqmonMapRpTgids        = "rp_tgids"
 	reqmonMapRqSeq          = "rq_seq"
@@ -197,6 +204,7 @@ type reqmonMapSpecs struct {
 	Reqs          *ebpf.MapSpec `ebpf:"reqs"`
 	RpCgroups     *ebpf.MapSpec `ebpf:"rp_cgroups"`
 	RpExecs       *ebpf.MapSpec `ebpf:"rp_execs"`
+	RpTargetCfg   *ebpf.MapSpec `ebpf:"rp_target_cfg"`
 	RpTargetStats *ebpf.MapSpec `ebpf:"rp_target_stats"`
 	RpTgids       *ebpf.MapSpec `ebpf:"rp_tgids"`
 	RqSeq         *ebpf.MapSpec `ebpf:"rq_seq"`
@@ -243,6 +251,7 @@ type reqmonMaps struct {
 	Reqs          *ebpf.Map `ebpf:"reqs"`
 	RpCgroups     *ebpf.Map `ebpf:"rp_cgroups"`
 	RpExecs       *ebpf.Map `ebpf:"rp_execs"`
+	RpTargetCfg   *ebpf.Map `ebpf:"rp_target_cfg"`
 	RpTargetStats *ebpf.Map `ebpf:"rp_target_stats"`
 	RpTgids       *ebpf.Map `ebpf:"rp_tgids"`
 	RqSeq         *ebpf.Map `ebpf:"rq_seq"`
@@ -259,6 +268,7 @@ func (m *reqmonMaps) Close() error {
 		m.Reqs,
 		m.RpCgroups,
 		m.RpExecs,
+		m.RpTargetCfg,
 		m.RpTargetStats,
 		m.RpTgids,
 		m.RqSeq,
