@@ -20,6 +20,7 @@ import (
 	"github.com/rampart-shield/rampart/probes/firewall"
 	"github.com/rampart-shield/rampart/probes/flowmon"
 	"github.com/rampart-shield/rampart/probes/hoststat"
+	"github.com/rampart-shield/rampart/probes/netio"
 	"github.com/rampart-shield/rampart/probes/reqmon"
 )
 
@@ -38,6 +39,7 @@ var sources = []bundle{
 	{cryptofeat.Manifest(), cryptofeat.Object()},
 	{firewall.Manifest(), firewall.Object()},
 	{hoststat.Manifest(), hoststat.Object()},
+	{netio.Manifest(), netio.Object()},
 	{reqmon.Manifest(), reqmon.Object()},
 }
 

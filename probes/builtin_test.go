@@ -16,7 +16,7 @@ import (
 
 func TestNames(t *testing.T) {
 	names := Names()
-	want := []string{"cryptofeat", "ddosfeat", "firewall", "flowmon", "hoststat", "ntp-counter", "packet-counter", "reqmon", "tcp-states"}
+	want := []string{"cryptofeat", "ddosfeat", "firewall", "flowmon", "hoststat", "netio", "ntp-counter", "packet-counter", "reqmon", "tcp-states"}
 	if !slices.Equal(names, want) {
 		t.Errorf("Names() = %q, want %q", names, want)
 	}

@@ -38,11 +38,56 @@ type Resolved struct {
 }
 
 // ProcRoot and CgroupRoot are where Resolve looks; tests may point them
-// elsewhere.
+// elsewhere. Relative cgroup paths are taken under CgroupRoot; when it is
+// left at /sys/fs/cgroup and that is not the cgroup v2 hierarchy (a hybrid
+// host, where v2 is mounted at /sys/fs/cgroup/unified), they are taken
+// under the host's cgroup2 mount instead.
 var (
 	ProcRoot   = "/proc"
-	CgroupRoot = "/sys/fs/cgroup"
+	CgroupRoot = DefaultCgroupRoot
 )
+
+// DefaultCgroupRoot is where cgroup v2 is mounted on a unified host.
+const DefaultCgroupRoot = "/sys/fs/cgroup"
+
+// CgroupV2Root returns where relative cgroup paths are resolved: CgroupRoot,
+// or the cgroup2 mount point when CgroupRoot is the default and is not a
+// cgroup2 filesystem.
+func CgroupV2Root() string {
+	root := CgroupRoot
+	if root != DefaultCgroupRoot || isCgroup2(root) {
+		return root
+	}
+	if mp := cgroup2Mount(filepath.Join(ProcRoot, "self", "mountinfo")); mp != "" {
+		return mp
+	}
+	return root
+}
+
+func isCgroup2(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// cgroup2Mount finds the first cgroup2 mount point in a mountinfo file.
+func cgroup2Mount(mountinfo string) string {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) >= 5 && len(qf) >= 1 && qf[0] == "cgroup2" {
+			return pf[4]
+		}
+	}
+	return ""
+}
 
 // Resolve finds what the spec names: the running processes, the cgroups'
 // ids and the executables' identities. A PID that does not exist, an
@@ -91,7 +136,7 @@ func Resolve(s Spec) (Resolved, error) {
 	for _, c := range s.Cgroups {
 		dir := c
 		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(CgroupRoot, c)
+			dir = filepath.Join(CgroupV2Root(), c)
 		}
 		ids, err := cgroupTree(dir)
 		if err != nil {
@@ -205,6 +250,11 @@ func execKey(path string) (ExecKey, error) {
 func cgroupTree(dir string) (map[uint64]string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
 		return nil, fmt.Errorf("cgroup %s: not a cgroup v2 directory (%v)", dir, err)
+	}
+	// cgroup v1 directories have cgroup.procs too, but their inode numbers
+	// are not the ids BPF sees (bpf_get_current_cgroup_id is v2's).
+	if !isCgroup2(dir) {
+		return nil, fmt.Errorf("cgroup %s: a cgroup v1 directory; only cgroup v2 can be watched (mounted at %s here)", dir, CgroupV2Root())
 	}
 	out := map[uint64]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
