@@ -44,7 +44,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
-#define MAP_ANONYMOUS 0x20
+#define MSG_PEEK 2
 
 #define RQ_TCP_FIN_WAIT1 4
 #define RQ_TCP_CLOSE 7
@@ -161,7 +161,7 @@ struct {
 	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u64);
-} brk_last SEC(".maps");
+} rss_last SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -220,7 +220,10 @@ static __always_inline void emit(struct rq_key *k, struct rq_req *r, __u64 now, 
 	rec->end_ns = now;
 	rec->reason = reason;
 	rec->pad = 0;
-	bpf_ringbuf_submit(rec, 0);
+	/* The agent polls the ring (the manifest's poll): a wake-up per
+	 * request would cost microseconds. Wake it only when a quarter of the
+	 * ring is pending. */
+	bpf_ringbuf_submit(rec, bpf_ringbuf_query(&done, BPF_RB_AVAIL_DATA) > (1 << 19) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void fill_tuple(struct rq_req *r, struct sock *sk)
@@ -323,9 +326,22 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 	}
 	r = bpf_map_lookup_elem(&reqs, &k);
 	if (r && rx && r->phase == RQ_RESPONDING) {
+		/* Keep-alive: the next request on the connection. Reset the
+		 * entry in place (its tuple stays), cheaper than a new one. */
 		emit(&k, r, r->last_io_ns, RQ_NEXT_REQUEST);
-		bpf_map_delete_elem(&reqs, &k);
-		r = NULL;
+		r->id = next_id();
+		r->start_ns = now;
+		r->first_tx_ns = 0;
+		r->cpu_ns = 0;
+		r->faults = 0;
+		r->mem_bytes = 0;
+		r->rx_bytes = 0;
+		r->tx_bytes = 0;
+		r->backend_bytes = 0;
+		r->rx_calls = 0;
+		r->tx_calls = 0;
+		r->phase = RQ_READING;
+		stat_add(RQ_ST_CREATED, 1);
 	}
 	if (!r) {
 		struct rq_req n = {};
@@ -362,28 +378,35 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 	 * until now (every I/O is a checkpoint, so a request's time is exact up
 	 * to its last I/O even if another thread completes it before this one
 	 * leaves the CPU). */
-	if (th->since)
-		charge_cpu(th, now);
-	else
+	if (!th->since) {
 		th->since = now; /* on CPU now, but its switch-in predates us */
+	} else if (th->req.sk == k.sk && th->req.tgid == k.tgid) {
+		if (now > th->since)
+			__sync_fetch_and_add(&r->cpu_ns, now - th->since);
+		th->since = now;
+	} else {
+		charge_cpu(th, now);
+	}
 	th->req = k;
 }
 
-SEC("tracepoint/sock/sock_recv_length")
-int reqmon_recv(struct trace_event_raw_sock_msg_length *ctx)
+/* tp_btf rather than classic tracepoints: the kernel passes the
+ * arguments directly, without filling a trace record first. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(reqmon_recv, struct sock *sk, int ret, int flags)
 {
-	if (!rp_watched_current())
+	if (ret <= 0 || (flags & MSG_PEEK) || !rp_watched_current())
 		return 0;
-	on_io(ctx->sk, ctx->family, ctx->protocol, ctx->ret, true);
+	on_io(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, true);
 	return 0;
 }
 
-SEC("tracepoint/sock/sock_send_length")
-int reqmon_send(struct trace_event_raw_sock_msg_length *ctx)
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(reqmon_send, struct sock *sk, int ret, int flags)
 {
-	if (!rp_watched_current())
+	if (ret <= 0 || !rp_watched_current())
 		return 0;
-	on_io(ctx->sk, ctx->family, ctx->protocol, ctx->ret, false);
+	on_io(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, false);
 	return 0;
 }
 
@@ -423,31 +446,27 @@ int reqmon_fault(void *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int reqmon_mmap(struct trace_event_raw_sys_enter *ctx)
+/* Resident anonymous memory growth of the process, charged to the current
+ * request: kmem:rss_stat fires when an mm's RSS counter changes (curr: it
+ * is the current task's mm), with the counter's new size in bytes. Unlike
+ * syscall tracepoints, it costs nothing to tasks that do not fault memory
+ * in. */
+#define RQ_MM_ANONPAGES 1
+
+SEC("tracepoint/kmem/rss_stat")
+int reqmon_rss(struct trace_event_raw_rss_stat *ctx)
 {
+	__u32 tgid;
+	__u64 cur, *last;
 	struct rq_req *r;
 
-	if (!track_memory || !(ctx->args[3] & MAP_ANONYMOUS) || !rp_watched_current())
+	if (!track_memory || !ctx->curr || ctx->member != RQ_MM_ANONPAGES || !rp_watched_current())
 		return 0;
-	r = current_req(NULL);
-	if (r)
-		__sync_fetch_and_add(&r->mem_bytes, ctx->args[1]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_brk")
-int reqmon_brk(struct trace_event_raw_sys_exit *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 cur = ctx->ret, *last;
-	struct rq_req *r;
-
-	if (!track_memory || !rp_watched_current())
-		return 0;
-	last = bpf_map_lookup_elem(&brk_last, &tgid);
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	cur = ctx->size;
+	last = bpf_map_lookup_elem(&rss_last, &tgid);
 	if (!last) {
-		bpf_map_update_elem(&brk_last, &tgid, &cur, BPF_ANY);
+		bpf_map_update_elem(&rss_last, &tgid, &cur, BPF_ANY);
 		return 0;
 	}
 	if (cur > *last) {
@@ -459,8 +478,8 @@ int reqmon_brk(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int reqmon_state(struct trace_event_raw_inet_sock_set_state *ctx)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(reqmon_state, const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct rq_key k = {};
 	struct rq_req *r;
@@ -468,16 +487,16 @@ int reqmon_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	__u16 port;
 	__u8 one = 1;
 
-	if (ctx->protocol != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	if (ctx->newstate == RQ_TCP_LISTEN) {
-		port = ctx->sport;
+	if (newstate == RQ_TCP_LISTEN) {
+		port = sk->__sk_common.skc_num;
 		bpf_map_update_elem(&listen_ports, &port, &one, BPF_ANY);
 		return 0;
 	}
-	if (ctx->newstate != RQ_TCP_FIN_WAIT1 && ctx->newstate != RQ_TCP_LAST_ACK && ctx->newstate != RQ_TCP_CLOSE)
+	if (newstate != RQ_TCP_FIN_WAIT1 && newstate != RQ_TCP_LAST_ACK && newstate != RQ_TCP_CLOSE)
 		return 0;
-	k.sk = (__u64)ctx->skaddr;
+	k.sk = (__u64)sk;
 	owner = bpf_map_lookup_elem(&sk_owner, &k.sk);
 	if (!owner)
 		return 0;
@@ -529,7 +548,7 @@ int BPF_PROG(reqmon_exit, struct task_struct *p)
 		bpf_map_delete_elem(&threads, &pid);
 	}
 	if (rp_target_on_exit(p))
-		bpf_map_delete_elem(&brk_last, &tgid);
+		bpf_map_delete_elem(&rss_last, &tgid);
 	return 0;
 }
 

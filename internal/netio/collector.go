@@ -134,7 +134,7 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 	if o.Buffer <= 0 {
 		o.Buffer = 8192
 	}
-	ch, cancel, err := m.Subscribe(name, rec.StreamSockets)
+	ch, cancel, err := m.SubscribeRaw(name, rec.StreamSockets)
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,11 @@ import (
 	"github.com/rampart-shield/rampart/internal/btfjson"
 )
 
-// stream reads one ring buffer, decodes each record and fans it out to
-// subscribers. A slow subscriber loses events (counted), never the agent.
+// stream reads one ring buffer and fans each record out to subscribers. A
+// record is decoded to JSON only when a subscriber wants JSON (typed
+// consumers take the raw bytes), and the recent ring keeps raw records,
+// decoded when replayed. A slow subscriber loses events (counted), never the
+// agent.
 type stream struct {
 	probe    string
 	cfg      EventStream
@@ -26,7 +29,7 @@ type stream struct {
 	seq      atomic.Uint64
 
 	mu     sync.Mutex
-	subs   map[int]chan Event
+	subs   map[int]subscriber
 	nextID int
 	recent []Event // ring of the last cfg.Keep events
 	head   int
@@ -42,34 +45,53 @@ func newStream(probe string, cfg EventStream, dec *btfjson.Decoder, m *ebpf.Map)
 	if cfg.Keep == 0 {
 		cfg.Keep = 1024
 	}
-	s := &stream{probe: probe, cfg: cfg, dec: dec, rd: rd, subs: map[int]chan Event{}, done: make(chan struct{})}
+	s := &stream{probe: probe, cfg: cfg, dec: dec, rd: rd, subs: map[int]subscriber{}, done: make(chan struct{})}
 	go s.run()
 	return s, nil
+}
+
+type subscriber struct {
+	ch  chan Event
+	raw bool // Raw only, no JSON
 }
 
 func (s *stream) run() {
 	defer close(s.done)
 	var rec ringbuf.Record
-	var buf []byte
+	poll := s.cfg.PollInterval()
 	for {
+		if poll > 0 {
+			s.rd.SetDeadline(time.Now().Add(poll))
+		}
 		if err := s.rd.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // nothing pending at this poll
 			}
 			s.lost.Add(1)
 			continue
 		}
 		s.received.Add(1)
-		var err error
-		buf, err = s.dec.AppendJSON(buf[:0], rec.RawSample)
-		if err != nil {
-			s.lost.Add(1)
-			continue
-		}
-		ev := Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: time.Now().UnixNano(), Data: json.RawMessage(append([]byte(nil), buf...)),
+		ev := Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: time.Now().UnixNano(),
 			Raw: append([]byte(nil), rec.RawSample...)}
 		s.publish(ev)
 	}
+}
+
+// withJSON returns ev with Data decoded from Raw (ok false if it does not
+// decode).
+func (s *stream) withJSON(ev Event) (Event, bool) {
+	if ev.Data != nil {
+		return ev, true
+	}
+	b, err := s.dec.AppendJSON(nil, ev.Raw)
+	if err != nil {
+		return ev, false
+	}
+	ev.Data = json.RawMessage(b)
+	return ev, true
 }
 
 func (s *stream) publish(ev Event) {
@@ -81,9 +103,23 @@ func (s *stream) publish(ev Event) {
 		s.recent[s.head] = ev
 		s.head = (s.head + 1) % s.cfg.Keep
 	}
-	for _, ch := range s.subs {
+	var full Event
+	decoded, ok := false, false
+	for _, sub := range s.subs {
+		out := ev
+		if !sub.raw {
+			if !decoded {
+				full, ok = s.withJSON(ev)
+				decoded = true
+			}
+			if !ok {
+				s.lost.Add(1)
+				continue
+			}
+			out = full
+		}
 		select {
-		case ch <- ev:
+		case sub.ch <- out:
 		default:
 			s.lost.Add(1)
 		}
@@ -91,12 +127,18 @@ func (s *stream) publish(ev Event) {
 }
 
 // subscribe returns a channel that first replays the recent events.
-func (s *stream) subscribe(ch chan Event) func() {
+func (s *stream) subscribe(ch chan Event, raw bool) func() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(s.recent)
 	for i := 0; i < n; i++ {
 		ev := s.recent[(s.head+i)%n]
+		if !raw {
+			var ok bool
+			if ev, ok = s.withJSON(ev); !ok {
+				continue
+			}
+		}
 		select {
 		case ch <- ev:
 		default:
@@ -104,7 +146,7 @@ func (s *stream) subscribe(ch chan Event) func() {
 	}
 	id := s.nextID
 	s.nextID++
-	s.subs[id] = ch
+	s.subs[id] = subscriber{ch: ch, raw: raw}
 	return func() {
 		s.mu.Lock()
 		delete(s.subs, id)

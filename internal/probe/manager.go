@@ -799,6 +799,16 @@ func (m *Manager) ReadMetric(name, metric string, opts ReadOptions) (MetricValue
 // Subscribe streams decoded events of one probe's stream ("" = every stream
 // of that probe; probe "" = every probe). Call cancel when done.
 func (m *Manager) Subscribe(probe, streamName string) (<-chan Event, func(), error) {
+	return m.subscribe(probe, streamName, false)
+}
+
+// SubscribeRaw is Subscribe for typed consumers: events carry Raw only (no
+// JSON), which saves decoding every record.
+func (m *Manager) SubscribeRaw(probe, streamName string) (<-chan Event, func(), error) {
+	return m.subscribe(probe, streamName, true)
+}
+
+func (m *Manager) subscribe(probe, streamName string, raw bool) (<-chan Event, func(), error) {
 	m.mu.RLock()
 	var targets []*stream
 	for pn, p := range m.probes {
@@ -822,7 +832,7 @@ func (m *Manager) Subscribe(probe, streamName string) (<-chan Event, func(), err
 	ch := make(chan Event, 4096)
 	var cancels []func()
 	for _, s := range targets {
-		cancels = append(cancels, s.subscribe(ch))
+		cancels = append(cancels, s.subscribe(ch, raw))
 	}
 	// The channel closes when the caller cancels or when every stream it
 	// follows has ended (its probe was unloaded or replaced). Publishers

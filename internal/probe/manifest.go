@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"time"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -101,6 +102,18 @@ type EventStream struct {
 	// Keep is how many recent events the agent keeps for readers that
 	// connect later (default 1024, at most 65536).
 	Keep int `json:"keep,omitempty"`
+	// Poll, a duration such as "50ms", makes the agent read the ring
+	// buffer at least that often instead of relying on the kernel to wake
+	// it for each record: for probes that submit with BPF_RB_NO_WAKEUP
+	// (a wake-up per record costs microseconds) and wake the reader only
+	// when the ring fills up. Empty: woken by every record.
+	Poll string `json:"poll,omitempty"`
+}
+
+// PollInterval is Poll parsed (0 when empty).
+func (e EventStream) PollInterval() time.Duration {
+	d, _ := time.ParseDuration(e.Poll)
+	return d
 }
 
 // Hook kinds.
@@ -293,6 +306,11 @@ func (m *Manifest) Validate() error {
 		}
 		if e.Keep < 0 || e.Keep > 65536 {
 			return fmt.Errorf("manifest: event stream %q: keep must be 0..65536", e.Name)
+		}
+		if e.Poll != "" {
+			if d, err := time.ParseDuration(e.Poll); err != nil || d < time.Millisecond || d > 10*time.Second {
+				return fmt.Errorf("manifest: event stream %q: poll %q: want a duration from 1ms to 10s, e.g. 50ms", e.Name, e.Poll)
+			}
 		}
 		if err := checkFormats(e.Formats, false); err != nil {
 			return fmt.Errorf("manifest: event stream %q: %w", e.Name, err)

@@ -165,7 +165,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, cancel, err := o.Manager.Subscribe(o.Probe, rq.StreamDone)
+	ch, cancel, err := o.Manager.SubscribeRaw(o.Probe, rq.StreamDone)
 	if err != nil {
 		return nil, err
 	}

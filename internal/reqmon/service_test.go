@@ -65,8 +65,11 @@ func TestServiceFlagsInFlight(t *testing.T) {
 	mu.Lock()
 	fp := len(alerts)
 	mu.Unlock()
-	if fp > 0 {
-		t.Errorf("%d alerts on benign requests after training: %+v", fp, alerts[0])
+	// A model of ~2000 requests estimates its 99.9% quantiles roughly;
+	// the 0.1% false positive target is checked on 20,000 requests of a
+	// real server (cmd/rampart TestAppDoS). Here: at most 1% of 500.
+	if fp > 5 {
+		t.Errorf("%d alerts on 500 benign requests after training: %+v", fp, alerts[0])
 	}
 
 	c := dial(t, srv.addr)

@@ -109,7 +109,6 @@ type reqmonRqThread struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reqmonMapBrkLast        = "brk_last"
 	reqmonMapDone           = "done"
 	reqmonMapListenPorts    = "listen_ports"
 	reqmonMapReqs           = "reqs"
@@ -120,15 +119,15 @@ const (
 	reqmonMapRpTgids        = "rp_tgids"
 	reqmonMapRqSeq          = "rq_seq"
 	reqmonMapRqStats        = "rq_stats"
+	reqmonMapRssLast        = "rss_last"
 	reqmonMapSkOwner        = "sk_owner"
 	reqmonMapThreads        = "threads"
-	reqmonProgReqmonBrk     = "reqmon_brk"
 	reqmonProgReqmonExec    = "reqmon_exec"
 	reqmonProgReqmonExit    = "reqmon_exit"
 	reqmonProgReqmonFault   = "reqmon_fault"
 	reqmonProgReqmonFork    = "reqmon_fork"
-	reqmonProgReqmonMmap    = "reqmon_mmap"
 	reqmonProgReqmonRecv    = "reqmon_recv"
+	reqmonProgReqmonRss     = "reqmon_rss"
 	reqmonProgReqmonSend    = "reqmon_send"
 	reqmonProgReqmonState   = "reqmon_state"
 	reqmonProgReqmonSwitch  = "reqmon_switch"
@@ -182,13 +181,12 @@ type reqmonSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reqmonProgramSpecs struct {
-	ReqmonBrk    *ebpf.ProgramSpec `ebpf:"reqmon_brk"`
 	ReqmonExec   *ebpf.ProgramSpec `ebpf:"reqmon_exec"`
 	ReqmonExit   *ebpf.ProgramSpec `ebpf:"reqmon_exit"`
 	ReqmonFault  *ebpf.ProgramSpec `ebpf:"reqmon_fault"`
 	ReqmonFork   *ebpf.ProgramSpec `ebpf:"reqmon_fork"`
-	ReqmonMmap   *ebpf.ProgramSpec `ebpf:"reqmon_mmap"`
 	ReqmonRecv   *ebpf.ProgramSpec `ebpf:"reqmon_recv"`
+	ReqmonRss    *ebpf.ProgramSpec `ebpf:"reqmon_rss"`
 	ReqmonSend   *ebpf.ProgramSpec `ebpf:"reqmon_send"`
 	ReqmonState  *ebpf.ProgramSpec `ebpf:"reqmon_state"`
 	ReqmonSwitch *ebpf.ProgramSpec `ebpf:"reqmon_switch"`
@@ -198,7 +196,6 @@ type reqmonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reqmonMapSpecs struct {
-	BrkLast       *ebpf.MapSpec `ebpf:"brk_last"`
 	Done          *ebpf.MapSpec `ebpf:"done"`
 	ListenPorts   *ebpf.MapSpec `ebpf:"listen_ports"`
 	Reqs          *ebpf.MapSpec `ebpf:"reqs"`
@@ -209,6 +206,7 @@ type reqmonMapSpecs struct {
 	RpTgids       *ebpf.MapSpec `ebpf:"rp_tgids"`
 	RqSeq         *ebpf.MapSpec `ebpf:"rq_seq"`
 	RqStats       *ebpf.MapSpec `ebpf:"rq_stats"`
+	RssLast       *ebpf.MapSpec `ebpf:"rss_last"`
 	SkOwner       *ebpf.MapSpec `ebpf:"sk_owner"`
 	Threads       *ebpf.MapSpec `ebpf:"threads"`
 }
@@ -245,7 +243,6 @@ func (o *reqmonObjects) Close() error {
 //
 // It can be passed to loadReqmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reqmonMaps struct {
-	BrkLast       *ebpf.Map `ebpf:"brk_last"`
 	Done          *ebpf.Map `ebpf:"done"`
 	ListenPorts   *ebpf.Map `ebpf:"listen_ports"`
 	Reqs          *ebpf.Map `ebpf:"reqs"`
@@ -256,13 +253,13 @@ type reqmonMaps struct {
 	RpTgids       *ebpf.Map `ebpf:"rp_tgids"`
 	RqSeq         *ebpf.Map `ebpf:"rq_seq"`
 	RqStats       *ebpf.Map `ebpf:"rq_stats"`
+	RssLast       *ebpf.Map `ebpf:"rss_last"`
 	SkOwner       *ebpf.Map `ebpf:"sk_owner"`
 	Threads       *ebpf.Map `ebpf:"threads"`
 }
 
 func (m *reqmonMaps) Close() error {
 	return _ReqmonClose(
-		m.BrkLast,
 		m.Done,
 		m.ListenPorts,
 		m.Reqs,
@@ -273,6 +270,7 @@ func (m *reqmonMaps) Close() error {
 		m.RpTgids,
 		m.RqSeq,
 		m.RqStats,
+		m.RssLast,
 		m.SkOwner,
 		m.Threads,
 	)
@@ -294,13 +292,12 @@ type reqmonVariables struct {
 //
 // It can be passed to loadReqmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reqmonPrograms struct {
-	ReqmonBrk    *ebpf.Program `ebpf:"reqmon_brk"`
 	ReqmonExec   *ebpf.Program `ebpf:"reqmon_exec"`
 	ReqmonExit   *ebpf.Program `ebpf:"reqmon_exit"`
 	ReqmonFault  *ebpf.Program `ebpf:"reqmon_fault"`
 	ReqmonFork   *ebpf.Program `ebpf:"reqmon_fork"`
-	ReqmonMmap   *ebpf.Program `ebpf:"reqmon_mmap"`
 	ReqmonRecv   *ebpf.Program `ebpf:"reqmon_recv"`
+	ReqmonRss    *ebpf.Program `ebpf:"reqmon_rss"`
 	ReqmonSend   *ebpf.Program `ebpf:"reqmon_send"`
 	ReqmonState  *ebpf.Program `ebpf:"reqmon_state"`
 	ReqmonSwitch *ebpf.Program `ebpf:"reqmon_switch"`
@@ -308,13 +305,12 @@ type reqmonPrograms struct {
 
 func (p *reqmonPrograms) Close() error {
 	return _ReqmonClose(
-		p.ReqmonBrk,
 		p.ReqmonExec,
 		p.ReqmonExit,
 		p.ReqmonFault,
 		p.ReqmonFork,
-		p.ReqmonMmap,
 		p.ReqmonRecv,
+		p.ReqmonRss,
 		p.ReqmonSend,
 		p.ReqmonState,
 		p.ReqmonSwitch,

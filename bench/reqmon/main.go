@@ -1,0 +1,167 @@
+// Command reqmon measures what per-request accounting costs a server: wrk
+// throughput against nginx (a static 1 KiB file) and the lab's Node.js app
+// (its home page) with no watch and with a reqmon watch of the server's
+// processes (monitor and detector running), interleaved in rounds within
+// one invocation, printed as ratios.
+//
+//	sudo go run ./bench/reqmon              # 5 rounds of 5 s runs
+//	sudo go run ./bench/reqmon -rounds 2 -t 3
+//
+// Target (issue 6): at most 5% throughput loss with reqmon attached.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/rampart-shield/rampart/internal/apptarget"
+	"github.com/rampart-shield/rampart/internal/lab/apps"
+	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/reqmon"
+	"github.com/rampart-shield/rampart/probes"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 5, "rounds; each runs both configurations, in alternating order")
+	secs := flag.Int("t", 5, "seconds per wrk run")
+	conns := flag.Int("c", 32, "wrk connections")
+	threads := flag.Int("threads", 1, "wrk threads")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatal("needs root (loads eBPF programs)")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		fatal("needs wrk (apt-get install wrk)")
+	}
+	ctx := context.Background()
+	m, err := probe.NewManager(probe.ManagerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Builtin: probes.Lookup})
+	if err != nil {
+		fatal(err.Error())
+	}
+	defer m.Close()
+
+	for _, c := range []struct {
+		name  string
+		start func(context.Context, apps.Options) (*apps.Server, error)
+		path  string
+	}{
+		{"nginx", apps.StartNginx, "/static/1k.txt"},
+		{"node", apps.StartNode, "/"},
+	} {
+		srv, err := c.start(ctx, apps.Options{})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v (skipped)\n", c.name, err)
+			continue
+		}
+		res := map[string][]float64{}
+		confs := []string{"none", "kernel", "reqmon"}
+		for r := 0; r < *rounds; r++ {
+			for i := range confs {
+				conf := confs[(i+r)%len(confs)]
+				var stop func()
+				switch conf {
+				case "kernel":
+					stop = kernelOnly(ctx, m, srv)
+				case "reqmon":
+					stop = watch(ctx, m, srv)
+				}
+				rps := wrk(srv.URL+c.path, *secs, *conns, *threads)
+				if stop != nil {
+					stop()
+				}
+				res[conf] = append(res[conf], rps)
+				fmt.Printf("%-6s round %d %-8s %9.0f req/s\n", c.name, r+1, conf, rps)
+			}
+		}
+		srv.Close()
+		mb, mk, mw := median(res["none"]), median(res["kernel"]), median(res["reqmon"])
+		fmt.Printf("%-6s median req/s: none %.0f, probe only (no reader) %.0f (ratio %.3f), reqmon watch %.0f (ratio %.3f, loss %.1f%%; target <= 5%%)\n\n",
+			c.name, mb, mk, mk/mb, mw, mw/mb, 100*(1-mw/mb))
+	}
+}
+
+// watch starts a reqmon watch of the server's processes with the request
+// detector running (it trains throughout a short run: the cost measured is
+// the probe, the sweeps and the scoring-or-training of every request).
+func watch(ctx context.Context, m *probe.Manager, srv *apps.Server) func() {
+	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m, Probe: "reqmon-bench", Spec: apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fatal("watch: " + err.Error())
+	}
+	svc := &reqmon.Service{Name: "bench", Monitor: mon, Config: reqmon.DetectorConfig{Train: time.Second}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Run(sctx) }()
+	time.Sleep(200 * time.Millisecond)
+	return func() {
+		cancel()
+		<-done
+		mon.Close()
+		m.Unload("reqmon-bench")
+	}
+}
+
+// kernelOnly loads the probe and its targets but reads nothing: the
+// kernel side's cost alone.
+func kernelOnly(ctx context.Context, m *probe.Manager, srv *apps.Server) func() {
+	if _, err := m.Load(ctx, probe.LoadRequest{Name: "reqmon"}); err != nil {
+		fatal("load: " + err.Error())
+	}
+	r, err := apptarget.Resolve(apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true})
+	if err != nil {
+		fatal(err.Error())
+	}
+	ports, _ := reqmon.ListeningPorts()
+	err = m.WithMaps("reqmon", func(maps map[string]*ebpf.Map) error {
+		for _, p := range ports {
+			maps["listen_ports"].Update(p, uint8(1), ebpf.UpdateAny)
+		}
+		return apptarget.Install(maps, r)
+	})
+	if err != nil {
+		fatal(err.Error())
+	}
+	time.Sleep(200 * time.Millisecond)
+	return func() { m.Unload("reqmon") }
+}
+
+var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+func wrk(url string, secs, conns, threads int) float64 {
+	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", url).CombinedOutput()
+	if err != nil {
+		fatal(fmt.Sprintf("wrk: %v\n%s", err, out))
+	}
+	m := rpsRE.FindSubmatch(out)
+	if m == nil {
+		fatal("wrk printed no Requests/sec:\n" + string(out))
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func fatal(msg string) {
+	fmt.Fprintln(os.Stderr, "reqmon bench:", msg)
+	os.Exit(1)
+}
