@@ -53,7 +53,7 @@ func (h *Host) Run(ctx context.Context, timeout time.Duration, name string, args
 		err = fmt.Errorf("killed: %w", context.Cause(ctx))
 	}
 	if err != nil {
-		return out, fmt.Errorf("lab: %s: %s %q: %w\n%s", h.NS, name, args, err, tail(out, 2048))
+		return out, fmt.Errorf("lab: %s: %s %q: %w\n%s", h.NS, name, args, err, Tail(out, 2048))
 	}
 	return out, nil
 }
@@ -127,7 +127,7 @@ func (h *Host) Ping(ctx context.Context, addr netip.Addr, count int, interval ti
 	m := pingRe.FindSubmatch(out)
 	if m == nil {
 		if err == nil {
-			err = fmt.Errorf("lab: ping: no summary in output: %s", tail(out, 512))
+			err = fmt.Errorf("lab: ping: no summary in output: %s", Tail(out, 512))
 		}
 		return 0, err
 	}

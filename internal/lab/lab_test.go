@@ -62,7 +62,7 @@ func TestSubnetAddrs(t *testing.T) {
 }
 
 func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{max: 4}
+	b := NewTailBuffer(4)
 	for _, s := range []string{"ab", "cdefghij", "k"} {
 		b.Write([]byte(s))
 	}

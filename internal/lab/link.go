@@ -237,7 +237,7 @@ func runCmd(name string, args ...string) error {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("lab: %s %q: %w: %s", name, args, err, tail(out, 1024))
+		return fmt.Errorf("lab: %s %q: %w: %s", name, args, err, Tail(out, 1024))
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ const (
 // Process is a command started in the background by Host.Start.
 type Process struct {
 	cmd    *exec.Cmd
-	out    *tailBuffer
+	out    *TailBuffer
 	r      *os.File      // read end of the output pipe
 	exited chan struct{} // closed when the leader has exited (still unreaped)
 	copied chan struct{} // closed when output copying is done
@@ -49,7 +49,7 @@ func (h *Host) start(max int, name string, args ...string) (*Process, error) {
 		return nil, fmt.Errorf("lab: %s: start %s: %w", h.NS, name, err)
 	}
 	p := &Process{
-		cmd: cmd, out: &tailBuffer{max: max}, r: r,
+		cmd: cmd, out: NewTailBuffer(max), r: r,
 		exited: make(chan struct{}), copied: make(chan struct{}),
 	}
 	go func() {
@@ -131,14 +131,18 @@ func (p *Process) finish() {
 	}
 }
 
-// tailBuffer is an io.Writer keeping the last max bytes written.
-type tailBuffer struct {
+// TailBuffer is an io.Writer keeping the last bytes written (a process's
+// output, for error messages).
+type TailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 	max int
 }
 
-func (b *tailBuffer) Write(p []byte) (int, error) {
+// NewTailBuffer keeps the last max bytes.
+func NewTailBuffer(max int) *TailBuffer { return &TailBuffer{max: max} }
+
+func (b *TailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf = append(b.buf, p...)
@@ -148,14 +152,15 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *tailBuffer) Bytes() []byte {
+// Bytes returns a copy of the bytes kept.
+func (b *TailBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]byte(nil), tail(b.buf, b.max)...)
+	return append([]byte(nil), Tail(b.buf, b.max)...)
 }
 
-// tail returns the last n bytes of b.
-func tail(b []byte, n int) []byte {
+// Tail returns the last n bytes of b.
+func Tail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
 	}

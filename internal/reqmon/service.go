@@ -33,6 +33,10 @@ var DefaultUnits = map[string]float64{
 	"backend_bytes": 4096, "io_calls": 8, "idle_ns": 1e7,
 }
 
+// DefaultMargin is the detector's threshold margin over the 99.9% quantile
+// of each cluster's benign scores (kmeans.Config.Margin).
+const DefaultMargin = 1.5
+
 // DetectorConfig configures the request anomaly detector.
 type DetectorConfig struct {
 	// Train is the benign training window (default 200 s, FineLame's).
@@ -67,6 +71,14 @@ func (c *DetectorConfig) defaults() {
 	}
 	if len(c.Features) == 0 {
 		c.Features = DefaultDetectFeatures
+	}
+	if c.KMeans.Margin == 0 {
+		// Runtimes charge a request now and then with work that is not
+		// its own (a garbage-collection pause right after its I/O): a
+		// wider margin than kmeans' default keeps those benign tails in,
+		// and costs a crafted request only a few more ms of CPU before
+		// it is flagged.
+		c.KMeans.Margin = DefaultMargin
 	}
 	if c.KMeans.Units == nil {
 		c.KMeans.Units = map[string]float64{}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rampart-shield/rampart/internal/lab"
 )
 
 // npmTimeout bounds a first `npm ci` (7 small packages).
@@ -105,7 +107,7 @@ func NodeModules(ctx context.Context, cacheDir string) (string, error) {
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", unavailable("npm ci in %s (registry unreachable?): %v\n%s", tmp, err, tail(out, 2048))
+		return "", unavailable("npm ci in %s (registry unreachable?): %v\n%s", tmp, err, lab.Tail(out, 2048))
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		// Another process may have won the race.

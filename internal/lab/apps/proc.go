@@ -27,7 +27,7 @@ const (
 // nginx workers and Apache children, which stay in the group, die with it).
 type proc struct {
 	cmd    *exec.Cmd
-	out    *tailBuffer
+	out    *lab.TailBuffer
 	exited chan struct{} // closed when the leader has exited (still unreaped)
 	copied chan struct{} // closed when output copying is done
 	r      *os.File
@@ -62,7 +62,7 @@ func startProc(host *lab.Host, dir string, env []string, name string, args ...st
 		r.Close()
 		return nil, fmt.Errorf("apps: start %s: %w", name, err)
 	}
-	p := &proc{cmd: cmd, out: &tailBuffer{max: outputMax}, r: r,
+	p := &proc{cmd: cmd, out: lab.NewTailBuffer(outputMax), r: r,
 		exited: make(chan struct{}), copied: make(chan struct{})}
 	go func() {
 		io.Copy(p.out, r)
@@ -179,43 +179,13 @@ func groupPIDs(pgid int) []int {
 	return pids
 }
 
-// tailBuffer is an io.Writer keeping the last max bytes written.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > 2*b.max {
-		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), tail(b.buf, b.max)...)
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
 // tailFile returns the last n bytes of a file, or "" if it cannot be read.
 func tailFile(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	return string(tail(b, n))
+	return string(lab.Tail(b, n))
 }
 
 var errNotRunning = errors.New("exited during start")
