@@ -17,7 +17,7 @@ import (
 
 // TestServiceFlagsInFlight trains on benign requests of mixed routes and
 // sizes, then sends a request that spins for 5 s: it must be flagged while
-// it runs, within max(200 ms, 10% of 5 s) = 500 ms of its start, and no
+// it runs, within max(200 ms, 10% of its duration) of its start, and no
 // benign request may be flagged.
 func TestServiceFlagsInFlight(t *testing.T) {
 	m := newManager(t)
@@ -76,7 +76,7 @@ func TestServiceFlagsInFlight(t *testing.T) {
 	start := time.Now()
 	var flagged time.Duration
 	go func() {
-		for time.Since(start) < 5*time.Second {
+		for time.Since(start) < 60*time.Second && flagged == 0 {
 			mu.Lock()
 			n := len(alerts)
 			mu.Unlock()
@@ -102,8 +102,8 @@ func TestServiceFlagsInFlight(t *testing.T) {
 	}
 	a := alerts[fp]
 	t.Logf("flagged after %v of a %v request: %s; features %+v", flagged, took.Round(time.Millisecond), a.Summary, a.Features)
-	if flagged == 0 || flagged > 500*time.Millisecond {
-		t.Errorf("flagged after %v, want within 500 ms", flagged)
+	if budget := max(200*time.Millisecond, took/10); flagged == 0 || flagged > budget {
+		t.Errorf("flagged after %v of a %v request, want within %v", flagged, took, budget)
 	}
 	if a.Kind != "request-cpu" || a.Subject.PID != srv.cmd.Process.Pid || a.Subject.Conn == "" || a.Suggested != "kill" {
 		t.Errorf("alert: %+v", a)
