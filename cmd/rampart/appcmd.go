@@ -130,6 +130,12 @@ Targets:
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "The watches, their phase and counters",
+		Long: `List the watches: their target, how many processes they follow now,
+the detector's phase (training or detecting), requests completed and in
+flight, alerts raised, and requests lost (evicted from the kernel's table
+before they completed, or dropped with a full ring buffer).`,
+		Example: `  sudo rampart app list
+  sudo rampart app list --json | jq '.[].detect.alerts'`,
 		Args:  argsExactly(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -161,6 +167,11 @@ Targets:
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "One watch in detail (JSON)",
+		Long: `Show one watch as JSON: its target and processes, the probe instance,
+the monitor's and the kernel's counters, and the detector's status (phase,
+requests trained on, k, requests scored, outliers, alerts).`,
+		Example: `  sudo rampart app show nginx
+  sudo rampart app show nginx | jq .detect`,
 		Args:  argsExactly(1, "the watch's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -180,6 +191,12 @@ Targets:
 	requests := &cobra.Command{
 		Use:   "requests NAME",
 		Short: "Requests in flight (--inflight, most CPU first) or just completed",
+		Long: `List a watch's requests with their resources: on-CPU time, page faults,
+memory, bytes received and sent. --inflight shows the requests running now
+(as of the last sweep, every 50 ms), the most CPU first; without it, the
+latest completed requests, newest first, with what completed them.`,
+		Example: `  sudo rampart app requests nginx --inflight
+  sudo rampart app requests node -n 100 --json`,
 		Args:  argsExactly(1, "the watch's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -218,6 +235,9 @@ Targets:
 	stop := &cobra.Command{
 		Use:   "stop NAME",
 		Short: "Stop a watch and unload its probe",
+		Long: `Stop a watch: its detector stops, its probe instances are unloaded and
+its processes are no longer followed. Alerts and audit entries stay.`,
+		Example: `  sudo rampart app stop nginx`,
 		Args:  argsExactly(1, "the watch's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
