@@ -1,13 +1,13 @@
 package probe
 
 import (
-	"time"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
