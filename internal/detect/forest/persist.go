@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
+
+	"github.com/rampart-shield/rampart/internal/modelfile"
 )
 
 // File format identifiers written by Save and required by Load.
@@ -57,28 +58,15 @@ func (f *Forest) Save(w io.Writer) error {
 // FeatureNames): a model trained on other columns would silently misread
 // the vectors.
 func Load(r io.Reader, want []string) (*Forest, error) {
-	data, err := io.ReadAll(r)
+	data, err := modelfile.Read(r, "forest", FormatName, FormatVersion)
 	if err != nil {
-		return nil, fmt.Errorf("forest: reading model: %w", err)
-	}
-	var head struct {
-		Format        string `json:"format"`
-		FormatVersion int    `json:"format_version"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("forest: model is not JSON: %w", err)
-	}
-	if head.Format != FormatName {
-		return nil, fmt.Errorf("forest: file format is %q, want %q", head.Format, FormatName)
-	}
-	if head.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("forest: model format version %d is not supported (this build reads version %d)", head.FormatVersion, FormatVersion)
+		return nil, err
 	}
 	var in file
 	if err := json.Unmarshal(data, &in); err != nil {
 		return nil, fmt.Errorf("forest: decoding model: %w", err)
 	}
-	if err := checkNames(in.Features, want); err != nil {
+	if err := modelfile.CheckNames(in.Features, want); err != nil {
 		return nil, fmt.Errorf("forest: model %q: %w", in.Name, err)
 	}
 	nf := len(in.Features)
@@ -106,20 +94,6 @@ func Load(r io.Reader, want []string) (*Forest, error) {
 		f.trees[i] = tree{nodes: nodes}
 	}
 	return f, nil
-}
-
-// checkNames compares a model's feature names with the expected ones (nil:
-// anything goes).
-func checkNames(got, want []string) error {
-	if want == nil || slices.Equal(got, want) {
-		return nil
-	}
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			return fmt.Errorf("feature %d is %q, want %q (the model was trained on other features)", i, got[i], want[i])
-		}
-	}
-	return fmt.Errorf("model has %d features, want %d (the model was trained on other features)", len(got), len(want))
 }
 
 // checkTree checks a flat node array: a non-empty array whose splits have a

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
+
+	"github.com/rampart-shield/rampart/internal/modelfile"
 )
 
 // File format identifiers written by Save and required by Load.
@@ -110,22 +111,9 @@ func rows(a []float64, d int) [][]float64 {
 // names must equal want: a model trained on other features would misread
 // the vectors.
 func Load(r io.Reader, want []string) (*Model, error) {
-	data, err := io.ReadAll(r)
+	data, err := modelfile.Read(r, "kmeans", FormatName, FormatVersion)
 	if err != nil {
-		return nil, fmt.Errorf("kmeans: reading model: %w", err)
-	}
-	var head struct {
-		Format        string `json:"format"`
-		FormatVersion int    `json:"format_version"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("kmeans: model is not JSON: %w", err)
-	}
-	if head.Format != FormatName {
-		return nil, fmt.Errorf("kmeans: file format is %q, want %q", head.Format, FormatName)
-	}
-	if head.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("kmeans: model format version %d is not supported (this build reads version %d)", head.FormatVersion, FormatVersion)
+		return nil, err
 	}
 	var in file
 	if err := json.Unmarshal(data, &in); err != nil {
@@ -143,7 +131,7 @@ func fromFile(in file, want []string) (*Model, error) {
 	if err := checkFeatures(in.Features); err != nil {
 		return nil, err
 	}
-	if err := checkNames(in.Features, want); err != nil {
+	if err := modelfile.CheckNames(in.Features, want); err != nil {
 		return nil, err
 	}
 	d := len(in.Features)
@@ -271,20 +259,6 @@ func square(a [][]float64, d int, what string) ([]float64, error) {
 		out = append(out, row...)
 	}
 	return out, nil
-}
-
-// checkNames compares a model's feature names with the expected ones (nil:
-// anything goes).
-func checkNames(got, want []string) error {
-	if want == nil || slices.Equal(got, want) {
-		return nil
-	}
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			return fmt.Errorf("feature %d is %q, want %q (the model was trained on other features)", i, got[i], want[i])
-		}
-	}
-	return fmt.Errorf("model has %d features, want %d (the model was trained on other features)", len(got), len(want))
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/rampart-shield/rampart/internal/modelfile"
 )
 
 // File format identifiers written by Save and required by Load.
@@ -100,22 +102,9 @@ func (m *Model) Save(w io.Writer) error {
 // symbol, unsorted or zero counts, a context twice, no empty context, a
 // calibration that is not finite).
 func Load(r io.Reader) (*Model, error) {
-	data, err := io.ReadAll(r)
+	data, err := modelfile.Read(r, "pfa", FormatName, FormatVersion)
 	if err != nil {
-		return nil, fmt.Errorf("pfa: reading model: %w", err)
-	}
-	var head struct {
-		Format        string `json:"format"`
-		FormatVersion int    `json:"format_version"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("pfa: model is not JSON: %w", err)
-	}
-	if head.Format != FormatName {
-		return nil, fmt.Errorf("pfa: file format is %q, want %q", head.Format, FormatName)
-	}
-	if head.FormatVersion != FormatVersion {
-		return nil, fmt.Errorf("pfa: model format version %d is not supported (this build reads version %d)", head.FormatVersion, FormatVersion)
+		return nil, err
 	}
 	var in file
 	if err := json.Unmarshal(data, &in); err != nil {
