@@ -9,6 +9,7 @@ package reqmon
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -364,10 +365,10 @@ func (m *Monitor) Stats() Stats {
 			var n uint64
 			for _, v := range e.Values {
 				if len(v) >= 8 {
-					n += leU64(v)
+					n += binary.LittleEndian.Uint64(v)
 				}
 			}
-			switch leU32(e.Key) {
+			switch binary.LittleEndian.Uint32(e.Key) {
 			case 0:
 				s.Created = n
 			case 1:
@@ -386,14 +387,6 @@ func (m *Monitor) Stats() Stats {
 		s.Evicted = 0
 	}
 	return s
-}
-
-func leU64(b []byte) uint64 {
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
-
-func leU32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // ListeningPorts lists the local ports of TCP sockets in LISTEN state

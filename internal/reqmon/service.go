@@ -2,7 +2,6 @@ package reqmon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -417,9 +416,6 @@ func (s *Service) offence(smp Sample, a alert.Alert) {
 	b.Suggested = "block"
 	s.OnAlert(b)
 }
-
-// ErrNoModel is returned when scoring before training ended.
-var ErrNoModel = errors.New("the request model is still training")
 
 // writeFileAtomic writes a file whole or not at all.
 func writeFileAtomic(dir, name string, data []byte) error {
