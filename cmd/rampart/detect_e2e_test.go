@@ -137,23 +137,24 @@ func TestDetectAndMitigate(t *testing.T) {
 			}
 			// The threshold detector's alert; the CNN's (kind ddos) may come too.
 			var first, cnn api.AlertResult
+			var haveFirst, haveCNN bool
 			for _, r := range c2 {
-				if r.Alert.Detector == "threshold" && first.Alert.ID == "" {
-					first = r
+				if r.Alert.Detector == "threshold" && !haveFirst {
+					first, haveFirst = r, true
 				}
-				if r.Alert.Detector == "lucid" && cnn.Alert.ID == "" {
-					cnn = r
+				if r.Alert.Detector == "lucid" && !haveCNN {
+					cnn, haveCNN = r, true
 				}
 			}
 			switch {
-			case first.Alert.ID != "":
-				if cnn.Alert.ID != "" {
+			case haveFirst:
+				if haveCNN {
 					t.Logf("%s: the CNN also alerted: %s", c.name, cnn.Alert.Summary)
 				}
 				if first.Alert.Kind != c.kind || first.Alert.Suggested != c.suggested || first.Alert.Subject.Dst != server.String() {
 					t.Fatalf("first threshold alert %+v", first.Alert)
 				}
-			case cnn.Alert.ID != "":
+			case haveCNN:
 				// The CNN (it runs with the firewall) was faster and
 				// its block starved the threshold detector: that
 				// alert must be right in its own terms.
