@@ -19,7 +19,7 @@ type Apps interface {
 	Stop(name string) error
 }
 
-const watchFields = "a watch request has the fields name, target {pids, pid_namespace_of, tree, execs, cgroups, all}, no_detect, train, min_train, model, out_dir, action, k, block_after"
+const watchFields = "a watch request has the fields name, target {pids, pid_namespace_of, tree, execs, cgroups, all}, detectors [requests, connections], no_detect, train, min_train, model, out_dir, action, k, block_after, max_conns, conn_model"
 
 func (s *Server) needApps(w http.ResponseWriter) bool {
 	if s.apps == nil {

@@ -1,7 +1,10 @@
 // Package app runs application watches: each watch is a set of processes
-// (internal/apptarget) with a reqmon probe instance of its own, the request
-// monitor and the request anomaly detector (internal/reqmon). The agent's
-// /v1/apps API and `rampart app` drive it; its alerts go to the responder.
+// (internal/apptarget) with up to two detectors, each on a probe instance
+// of its own: the request monitor and request anomaly detector
+// (internal/reqmon, probe "reqmon-NAME"), and the connection detector for
+// slow-rate attacks (internal/slowrate on internal/netio, probe
+// "netio-NAME"). The agent's /v1/apps API and `rampart app` drive it; its
+// alerts go to the responder.
 package app
 
 import (
@@ -11,7 +14,9 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +25,11 @@ import (
 	"github.com/rampart-shield/rampart/internal/alert"
 	"github.com/rampart-shield/rampart/internal/apptarget"
 	"github.com/rampart-shield/rampart/internal/detect/kmeans"
+	"github.com/rampart-shield/rampart/internal/detect/pfa"
+	"github.com/rampart-shield/rampart/internal/netio"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/reqmon"
+	"github.com/rampart-shield/rampart/internal/slowrate"
 )
 
 // WatchRequest starts a watch.
@@ -43,9 +51,28 @@ type WatchRequest struct {
 	Action string `json:"action,omitempty"`
 	// K fixes the number of clusters (0: chosen automatically).
 	K int `json:"k,omitempty"`
-	// BlockAfter offences from one address add a block alert (-1: never).
+	// BlockAfter offences from one address add a block alert (-1: never;
+	// default 3 requests, 5 connections).
 	BlockAfter int `json:"block_after,omitempty"`
+	// Detectors chooses the watch's detectors: "requests" (per-request
+	// resources, K-means) and "connections" (per-connection network I/O,
+	// PFA: slow-rate attacks). Default both.
+	Detectors []string `json:"detectors,omitempty"`
+	// MaxConns is how many connections the server can hold at once (for
+	// Apache prefork its MaxRequestWorkers; for nginx worker_processes
+	// times worker_connections): the connections detector's limit, shared
+	// by all processes of the watch (default 1024).
+	MaxConns int `json:"max_conns,omitempty"`
+	// ConnModel is a connection model file (conn-model.json from an
+	// earlier out_dir) to detect with at once.
+	ConnModel string `json:"conn_model,omitempty"`
 }
+
+// Detector names in WatchRequest.Detectors.
+const (
+	DetectRequests    = "requests"
+	DetectConnections = "connections"
+)
 
 // Info describes a watch.
 type Info struct {
@@ -55,8 +82,13 @@ type Info struct {
 	Probe     string         `json:"probe"`
 	Started   time.Time      `json:"started"`
 	Processes []int          `json:"processes"`
+	Detectors []string       `json:"detectors"`
 	Detect    *reqmon.Status `json:"detect,omitempty"`
 	Monitor   reqmon.Stats   `json:"monitor"`
+	// ConnProbe is the netio probe instance of the connections detector,
+	// Connections its status.
+	ConnProbe   string           `json:"conn_probe,omitempty"`
+	Connections *slowrate.Status `json:"connections,omitempty"`
 }
 
 // Request is a request as the API shows it.
@@ -84,10 +116,14 @@ type Manager struct {
 
 type watch struct {
 	info    Info
+	ready   bool // started: listed and found
 	mon     *reqmon.Monitor
 	svc     *reqmon.Service
+	coll    *netio.Collector
+	csvc    *slowrate.Service
 	cancel  context.CancelFunc
 	done    chan struct{}
+	cdone   chan struct{}
 	mu      sync.Mutex
 	recent  []reqmon.Sample // ring of completed requests, for the API
 	head    int
@@ -117,12 +153,19 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 	if !NameRE.MatchString(req.Name) {
 		return Info{}, fmt.Errorf("watch name %q: use lower-case letters, digits, '_', '.', '-' (at most 48), starting with a letter or digit", req.Name)
 	}
+	dets, err := detectors(req)
+	if err != nil {
+		return Info{}, err
+	}
 	cfg := reqmon.DetectorConfig{MinTrain: req.MinTrain, OutDir: req.OutDir, Action: req.Action, BlockAfter: req.BlockAfter}
 	cfg.KMeans.K = req.K
 	switch req.Action {
 	case "", "kill", "close-sockets", "log":
 	default:
 		return Info{}, fmt.Errorf("action %q: want kill, close-sockets or log", req.Action)
+	}
+	if req.MaxConns < 0 || req.MaxConns > 1<<24 {
+		return Info{}, fmt.Errorf("max_conns %d: want the number of connections the server holds at once (Apache's MaxRequestWorkers), 1 to %d", req.MaxConns, 1<<24)
 	}
 	if req.Train != "" {
 		d, err := time.ParseDuration(req.Train)
@@ -139,6 +182,17 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 		cfg.Model = mod
 		cfg.Features = mod.Features()
 	}
+	ccfg := slowrate.Config{Train: cfg.Train, Limit: req.MaxConns, OutDir: req.OutDir, BlockAfter: req.BlockAfter}
+	if req.ConnModel != "" {
+		if !slices.Contains(dets, DetectConnections) {
+			return Info{}, fmt.Errorf("conn_model is for the connections detector, which this watch does not run")
+		}
+		mod, err := loadConnModel(req.ConnModel)
+		if err != nil {
+			return Info{}, fmt.Errorf("connection model %s: %w", req.ConnModel, err)
+		}
+		ccfg.Model = mod
+	}
 
 	m.mu.Lock()
 	if m.watches == nil {
@@ -148,32 +202,100 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 		m.mu.Unlock()
 		return Info{}, fmt.Errorf("a watch named %q exists: stop it first or choose another --name", req.Name)
 	}
-	w := &watch{done: make(chan struct{})}
+	w := &watch{done: make(chan struct{}), cdone: make(chan struct{})}
 	m.watches[req.Name] = w // reserve the name
 	m.mu.Unlock()
 
+	probeName, connProbe := "reqmon-"+req.Name, "netio-"+req.Name
+	wantReq := slices.Contains(dets, DetectRequests)
+	wantConn := slices.Contains(dets, DetectConnections) && !req.NoDetect
 	fail := func(err error) (Info, error) {
+		if w.mon != nil {
+			w.mon.Close()
+		}
+		if wantReq {
+			_ = m.Probes.Unload(probeName)
+		}
+		if w.coll != nil {
+			w.coll.Close()
+		}
+		if wantConn {
+			_ = m.Probes.Unload(connProbe)
+		}
 		m.mu.Lock()
 		delete(m.watches, req.Name)
 		m.mu.Unlock()
 		return Info{}, err
 	}
-	probeName := "reqmon-" + req.Name
-	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m.Probes, Probe: probeName, Spec: req.Target, Log: m.Log})
-	if err != nil {
-		_ = m.Probes.Unload(probeName)
-		return fail(err)
+	if wantReq {
+		mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m.Probes, Probe: probeName, Spec: req.Target, Log: m.Log})
+		if err != nil {
+			return fail(err)
+		}
+		w.mon = mon
+	}
+	if wantConn {
+		coll, err := netio.WatchWith(ctx, m.Probes, req.Target, netio.WatchOptions{Probe: connProbe})
+		if err != nil {
+			return fail(fmt.Errorf("connections detector: %w", err))
+		}
+		w.coll = coll
 	}
 	res, _ := apptarget.Resolve(req.Target)
-	w.info = Info{Name: req.Name, Target: req.Target.String(), Spec: req.Target, Probe: probeName, Started: time.Now(), Processes: res.PIDs()}
-	w.mon = mon
+	w.info = Info{Name: req.Name, Target: req.Target.String(), Spec: req.Target, Started: time.Now(), Processes: res.PIDs(), Detectors: dets}
+	if wantReq {
+		w.info.Probe = probeName
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	if !req.NoDetect {
-		w.svc = &reqmon.Service{Name: req.Name, Monitor: mon, Config: cfg, OnAlert: m.OnAlert, Log: m.Log}
+	if wantReq && !req.NoDetect {
+		w.svc = &reqmon.Service{Name: req.Name, Monitor: w.mon, Config: cfg, OnAlert: m.OnAlert, Log: m.Log}
 	}
-	go w.run(rctx, m.Log)
+	if wantReq {
+		go w.run(rctx, m.Log)
+	} else {
+		close(w.done)
+	}
+	if wantConn {
+		w.info.ConnProbe = connProbe
+		w.csvc = &slowrate.Service{Name: req.Name, Collector: w.coll, Config: ccfg, OnAlert: m.OnAlert, Log: m.Log}
+		go func() {
+			defer close(w.cdone)
+			if err := w.csvc.Run(rctx); err != nil {
+				m.Log.Error("connection detector stopped", "watch", req.Name, "err", err)
+				for range w.coll.Events() { // keep the collector drained
+				}
+			}
+		}()
+	} else {
+		close(w.cdone)
+	}
+	m.mu.Lock()
+	w.ready = true
+	m.mu.Unlock()
 	return w.snapshot(m.Probes), nil
+}
+
+// detectors checks and completes a request's detector list.
+func detectors(req WatchRequest) ([]string, error) {
+	if len(req.Detectors) == 0 {
+		return []string{DetectRequests, DetectConnections}, nil
+	}
+	var out []string
+	for _, d := range req.Detectors {
+		switch d {
+		case DetectRequests, DetectConnections:
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		default:
+			return nil, fmt.Errorf("detector %q: want %s or %s", d, DetectRequests, DetectConnections)
+		}
+	}
+	if req.NoDetect && !slices.Contains(out, DetectRequests) {
+		return nil, fmt.Errorf("no_detect monitors requests only: with the connections detector alone there is nothing to watch")
+	}
+	return out, nil
 }
 
 func defaultName(s apptarget.Spec) string {
@@ -273,13 +395,23 @@ func (w *watch) keep(s reqmon.Sample) {
 
 func (w *watch) snapshot(pm *probe.Manager) Info {
 	info := w.info
-	info.Monitor = w.mon.Stats()
+	if w.mon != nil {
+		info.Monitor = w.mon.Stats()
+	}
 	if w.svc != nil {
 		st := w.svc.Status()
 		info.Detect = &st
 	}
-	if pm != nil {
-		_ = pm.WithMaps(info.Probe, func(maps map[string]*ebpf.Map) error {
+	if w.csvc != nil {
+		st := w.csvc.Status()
+		info.Connections = &st
+	}
+	p := info.Probe
+	if p == "" {
+		p = info.ConnProbe
+	}
+	if pm != nil && p != "" {
+		_ = pm.WithMaps(p, func(maps map[string]*ebpf.Map) error {
 			ws, err := apptarget.Watched(maps)
 			if err != nil {
 				return err
@@ -300,7 +432,7 @@ func (m *Manager) List() []Info {
 	m.mu.Lock()
 	ws := make([]*watch, 0, len(m.watches))
 	for _, w := range m.watches {
-		if w.mon != nil {
+		if w.ready {
 			ws = append(ws, w)
 		}
 	}
@@ -317,7 +449,7 @@ func (m *Manager) get(name string) (*watch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.watches[name]
-	if !ok || w.mon == nil {
+	if !ok || !w.ready {
 		return nil, fmt.Errorf("%w %q", ErrNotFound, name)
 	}
 	return w, nil
@@ -338,6 +470,9 @@ func (m *Manager) Requests(name string, inflight bool, n int) ([]Request, error)
 	w, err := m.get(name)
 	if err != nil {
 		return nil, err
+	}
+	if w.mon == nil {
+		return nil, fmt.Errorf("watch %q runs no request monitor (its detectors: %s)", name, strings.Join(w.info.Detectors, ", "))
 	}
 	var ss []reqmon.Sample
 	if inflight {
@@ -369,7 +504,7 @@ func (m *Manager) Requests(name string, inflight bool, n int) ([]Request, error)
 	return out, nil
 }
 
-// Stop ends a watch and unloads its probe.
+// Stop ends a watch and unloads its probes.
 func (m *Manager) Stop(name string) error {
 	w, err := m.get(name)
 	if err != nil {
@@ -379,9 +514,22 @@ func (m *Manager) Stop(name string) error {
 	delete(m.watches, name)
 	m.mu.Unlock()
 	w.cancel()
-	w.mon.Close()
+	if w.mon != nil {
+		w.mon.Close()
+	}
+	if w.coll != nil {
+		w.coll.Close()
+	}
 	<-w.done
-	return m.Probes.Unload(w.info.Probe)
+	<-w.cdone
+	var errs []error
+	if w.info.Probe != "" {
+		errs = append(errs, m.Probes.Unload(w.info.Probe))
+	}
+	if w.info.ConnProbe != "" {
+		errs = append(errs, m.Probes.Unload(w.info.ConnProbe))
+	}
+	return errors.Join(errs...)
 }
 
 // Close stops every watch.
@@ -398,4 +546,13 @@ func loadModel(path string) (*kmeans.Model, error) {
 	}
 	defer f.Close()
 	return kmeans.Load(f, nil)
+}
+
+func loadConnModel(path string) (*pfa.Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return pfa.Load(f)
 }

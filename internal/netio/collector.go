@@ -115,7 +115,17 @@ type Collector struct {
 	open  map[uint32]map[uint64]*Conn // by owner
 	procs map[uint32]*Process
 	gone  []uint32 // exited processes, oldest first (bounded)
+	// Recently closed sockets: a read can return (0, the peer's end of
+	// stream) after the socket reached CLOSE (tcp_time_wait closes it
+	// in softirq while the owner's recvmsg is still running), and must
+	// not bring it back into the bookkeeping.
+	closed    map[uint64]struct{}
+	closedLog []uint64 // ring, oldest at closedPos
+	closedPos int
 }
+
+// maxClosed is how many closed sockets the collector remembers.
+const maxClosed = 1 << 14
 
 // maxExited is how many exited processes keep their names.
 const maxExited = 4096
@@ -139,7 +149,8 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{m: m, name: name, opts: o, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
-		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{}}
+		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{},
+		closed: map[uint64]struct{}{}}
 	if o.OnEvent == nil {
 		c.out = make(chan rec.Event, o.Buffer)
 	}
@@ -293,6 +304,9 @@ func (c *Collector) account(e rec.Event) {
 		cn.How = e.Kind
 		cn.Local, cn.Remote = e.Local, e.Remote
 	case rec.Recv, rec.Send:
+		if _, gone := c.closed[e.Cookie]; gone && c.conns[e.Cookie] == nil {
+			return // straggling after its close
+		}
 		cn := c.connLocked(e)
 		cn.LastIO = e.Time
 		switch {
@@ -308,6 +322,7 @@ func (c *Collector) account(e rec.Event) {
 		if cn := c.conns[e.Cookie]; cn != nil {
 			c.dropLocked(cn)
 		}
+		c.closedLocked(e.Cookie)
 	case rec.Exit:
 		// Its UDP sockets went with it; its TCP sockets are the kernel's
 		// to finish (their CLOSE may still come, and is delivered).
@@ -351,6 +366,24 @@ func (c *Collector) connLocked(e rec.Event) *Conn {
 	}
 	o[e.Cookie] = cn
 	return cn
+}
+
+// closedLocked remembers a closed socket (the last maxClosed).
+func (c *Collector) closedLocked(cookie uint64) {
+	if c.closed == nil {
+		c.closed = map[uint64]struct{}{}
+	}
+	if _, ok := c.closed[cookie]; ok {
+		return
+	}
+	if len(c.closedLog) < maxClosed {
+		c.closedLog = append(c.closedLog, cookie)
+	} else {
+		delete(c.closed, c.closedLog[c.closedPos])
+		c.closedLog[c.closedPos] = cookie
+		c.closedPos = (c.closedPos + 1) % maxClosed
+	}
+	c.closed[cookie] = struct{}{}
 }
 
 func (c *Collector) dropLocked(cn *Conn) {

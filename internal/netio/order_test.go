@@ -37,7 +37,7 @@ func encode(e rec.Event) []byte {
 }
 
 // fake starts a collector on a hand-fed stream.
-func fake(t *testing.T, o Options) (*Collector, chan probe.Event) {
+func fake(t testing.TB, o Options) (*Collector, chan probe.Event) {
 	t.Helper()
 	if o.Window == 0 {
 		o.Window = time.Millisecond
@@ -158,5 +158,34 @@ func TestCallbackAndFilter(t *testing.T) {
 	}
 	if c.skipped.Load() != 1 || got[0].Time != 1 || got[1].Time != 3 {
 		t.Errorf("got %v, skipped %d", got, c.skipped.Load())
+	}
+}
+
+// TestReadAfterClose: a read of the peer's end of stream can come after
+// the socket's CLOSE (the kernel closes a socket that enters TIME-WAIT in
+// softirq, while its owner's recvmsg is returning): it is delivered, but
+// does not bring the socket back into the bookkeeping.
+func TestReadAfterClose(t *testing.T) {
+	c, ch := fake(t, Options{})
+	lp := netip.MustParseAddrPort("127.0.0.1:80")
+	rp := netip.MustParseAddrPort("127.0.0.1:4000")
+	for i, e := range []rec.Event{
+		{Kind: rec.Accept, Cookie: 5, TGID: 3, Local: lp, Remote: rp},
+		{Kind: rec.Recv, Cookie: 5, TGID: 3, Size: 100, Local: lp, Remote: rp},
+		{Kind: rec.Close, Cookie: 5, TGID: 3, Local: lp, Remote: rp},
+		{Kind: rec.Recv, Cookie: 5, TGID: 3, Size: 0, Local: lp, Remote: rp},
+	} {
+		e.Time = uint64(i+1) * 1000
+		ch <- probe.Event{Raw: encode(e)}
+	}
+	for range 4 {
+		select {
+		case <-c.Events():
+		case <-time.After(2 * time.Second):
+			t.Fatal("events not delivered")
+		}
+	}
+	if open := c.Open(3); len(open) != 0 {
+		t.Errorf("the closed socket is back: %+v", open)
 	}
 }
