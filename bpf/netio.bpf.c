@@ -384,6 +384,16 @@ static __always_inline void submit_lazy(struct netio_event *ev)
 	}
 }
 
+/* submit_quiet submits from a classic tracepoint program, which may not
+ * arm the timer: without a wake-up when netio_flush_us is set (the next
+ * RECV/SEND/state event's timer, or the reader's poll, delivers it), so a
+ * connection opened or closed costs no interrupt and no reader wake-up of
+ * its own. */
+static __always_inline void submit_quiet(struct netio_event *ev)
+{
+	bpf_ringbuf_submit(ev, netio_flush_us ? BPF_RB_NO_WAKEUP : 0);
+}
+
 static __always_inline bool inet_l4(__u16 fam, __u16 proto)
 {
 	return (fam == AF_INET || fam == AF_INET6) && (proto == IPPROTO_TCP || proto == IPPROTO_UDP);
@@ -506,7 +516,7 @@ static __always_inline void emit_owned(const struct sock *sk, __u64 cookie, stru
 	ev->flags = NETIO_F_OWNER;
 	tuple_btf(ev, sk);
 	ev->state = state;
-	bpf_ringbuf_submit(ev, 0);
+	submit_lazy(ev);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -649,7 +659,7 @@ static __always_inline int on_accept(long ret)
 	ev->size = 0;
 	ev->flags = 0;
 	tuple_core(ev, sk);
-	bpf_ringbuf_submit(ev, 0);
+	submit_quiet(ev);
 	return 0;
 }
 
@@ -700,7 +710,7 @@ int netio_close(struct trace_event_raw_sys_enter *ctx)
 		ev->size = 0;
 		ev->flags = 0;
 		tuple_core(ev, sk);
-		bpf_ringbuf_submit(ev, 0);
+		submit_quiet(ev);
 	}
 	bpf_map_delete_elem(&owners, &cookie);
 	return 0;

@@ -5,9 +5,11 @@
 // (detecting, with a model trained at the start on the same traffic),
 // interleaved in rounds within one invocation, printed as throughput
 // ratios and as CPU per request (Apache's, in whose context the probe's
-// kernel work runs, plus the agent's). Two loads: wrk on keep-alive
-// connections (a recv and a send per request) and ab with a new connection
-// per request (accept, recv, send, close each).
+// kernel work runs, plus the agent's). Three loads: wrk on keep-alive
+// connections for a 1 KiB page (a recv and a send per request: the worst
+// case), ab with a new connection per request (accept, recv, send, close
+// each) and wrk with a web mix of object sizes (the benign load of the
+// target).
 //
 //	sudo go run ./bench/slowrate              # 5 rounds of 5 s runs
 //	sudo go run ./bench/slowrate -rounds 3 -t 3
@@ -52,6 +54,9 @@ import (
 
 var (
 	flushUS *string
+	// keepHooks: the counts configurations attach only the programs
+	// whose hook matches (to split the kernel-side cost by hook).
+	keepHooks *string
 	verbose *bool
 )
 
@@ -107,8 +112,9 @@ func main() {
 	conns := flag.Int("c", 16, "concurrent client connections")
 	workers := flag.Int("workers", 32, "Apache MaxRequestWorkers")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the watched runs to this file")
-	only := flag.String("load", "", "run only this load (wrk or ab)")
+	only := flag.String("load", "", "run only the loads whose name starts with this (wrk, ab, wrk web)")
 	verbose = flag.Bool("v", false, "print the agent's and the BPF programs' CPU use of each watched run (enables kernel.bpf_stats_enabled)")
+	keepHooks = flag.String("keep-hooks", "", "counts configurations: attach only the netio programs whose hook matches this regexp (e.g. sock_(recv|send))")
 	flushUS = flag.String("flush-us", "", "netio_flush_us of the watch (default: the manifest's)")
 	confList := flag.String("confs", "none,watch", "configurations: none, counts (probe counting only, no events), counts-nosys (the same without its syscall tracepoints), collect (events read, no detector), watch (the detector)")
 	flag.Parse()
@@ -143,6 +149,7 @@ func main() {
 	}{
 		{"wrk keep-alive", func() float64 { return wrk(url, *secs, *conns) }},
 		{"ab conn/request", func() float64 { return ab(url, *secs, *conns) }},
+		{"wrk web mix", func() float64 { return wrkMix(srv.URL, *secs, *conns) }},
 	}
 
 	// A model of this traffic, trained once on both loads.
@@ -150,6 +157,7 @@ func main() {
 	model := train(ctx, m, srv, quiet, func() {
 		wrk(url, 2, *conns)
 		ab(url, 2, *conns)
+		wrkMix(srv.URL, 2, *conns)
 	})
 	st := model.Stats()
 	fmt.Printf("model: %d states, %d transitions, %d bytes, threshold %.2f bits, %d connections\n",
@@ -253,14 +261,19 @@ func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *pfa.M
 	if *flushUS != "" {
 		o.Params["netio_flush_us"] = *flushUS
 	}
-	if conf == "counts-nosys" {
+	if conf == "counts-nosys" || (*keepHooks != "" && strings.HasPrefix(conf, "counts")) {
 		// The counting probe without its syscall tracepoints (accept,
 		// close): what those cost every task on the host.
 		man, err := probe.ParseManifest(rec.Manifest())
 		if err != nil {
 			fatal(err.Error())
 		}
-		man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool { return strings.HasPrefix(p.Hook, "tracepoint:syscalls/") })
+		man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool {
+			if *keepHooks != "" {
+				return !regexp.MustCompile(*keepHooks).MatchString(p.Hook)
+			}
+			return strings.HasPrefix(p.Hook, "tracepoint:syscalls/")
+		})
 		if _, err := m.Load(ctx, probe.LoadRequest{Name: "netio-bench", Manifest: man, Object: rec.Object(), Origin: "builtin",
 			Params: map[string]string{"netio_io_events": "0"}}); err != nil {
 			fatal("load: " + err.Error())
@@ -275,8 +288,8 @@ func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *pfa.M
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for range c.Events() {
-				n++
+			for b := range c.Batches() {
+				n += uint64(len(b))
 			}
 		}()
 		return func() uint64 {
@@ -309,6 +322,33 @@ var (
 
 func wrk(url string, secs, conns int) float64 {
 	return run(wrkRE, "wrk", "-t", "1", "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", url)
+}
+
+// mixScript picks each request's object the way web traffic does (after
+// the Choi-Limb model Cogo's clients followed: many small objects, a heavy
+// tail; mean response about 21 KiB) and pads its URL by a random length.
+const mixScript = `
+local paths = {}
+local function add(p, n) for i = 1, n do paths[#paths + 1] = p end end
+add("/static/100.txt", 4); add("/static/1k.txt", 6); add("/static/10k.txt", 6)
+add("/static/50k.txt", 3); add("/static/200k.txt", 1)
+math.randomseed(7)
+request = function()
+  local p = paths[math.random(#paths)] .. "?pad=" .. string.rep("x", math.random(0, 200))
+  return wrk.format("GET", p)
+end
+`
+
+// wrkMix is wrk on keep-alive connections requesting the web mix.
+func wrkMix(base string, secs, conns int) float64 {
+	f, err := os.CreateTemp("", "rampart-mix-*.lua")
+	if err != nil {
+		fatal(err.Error())
+	}
+	defer os.Remove(f.Name())
+	f.WriteString(mixScript)
+	f.Close()
+	return run(wrkRE, "wrk", "-t", "1", "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", "-s", f.Name(), base)
 }
 
 // ab runs for secs with a new connection per request (no -k).

@@ -263,7 +263,7 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 			defer close(w.cdone)
 			if err := w.csvc.Run(rctx); err != nil {
 				m.Log.Error("connection detector stopped", "watch", req.Name, "err", err)
-				for range w.coll.Events() { // keep the collector drained
+				for range w.coll.Batches() { // keep the collector drained
 				}
 			}
 		}()

@@ -43,7 +43,7 @@ func BenchmarkLoopbackEcho(b *testing.B) {
 				checkWatch(b, err)
 				defer c.Close()
 				go func() {
-					for range c.Events() {
+					for range c.Batches() {
 					}
 				}()
 			}

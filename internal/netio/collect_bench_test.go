@@ -16,7 +16,7 @@ func BenchmarkCollector(b *testing.B) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for range c.Events() {
+		for range c.Batches() {
 		}
 	}()
 	lp := netip.MustParseAddrPort("10.0.0.1:80")

@@ -102,7 +102,9 @@ type Collector struct {
 	m      *probe.Manager
 	name   string
 	opts   Options
-	out    chan rec.Event
+	out    chan []rec.Event // time-ordered batches
+	events chan rec.Event   // Events: out one by one, started on first use
+	evOnce sync.Once
 	cancel func()
 	stop   chan struct{}
 	done   chan struct{}
@@ -144,7 +146,7 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 	if o.Buffer <= 0 {
 		o.Buffer = 8192
 	}
-	ch, cancel, err := m.SubscribeRaw(name, rec.StreamSockets)
+	ch, cancel, err := m.SubscribeBatch(name, rec.StreamSockets)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +154,7 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{},
 		closed: map[uint64]struct{}{}}
 	if o.OnEvent == nil {
-		c.out = make(chan rec.Event, o.Buffer)
+		c.out = make(chan []rec.Event, max(1, o.Buffer/64))
 	}
 	go c.run(ch)
 	return c, nil
@@ -161,9 +163,30 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 // Probe is the name of the probe the collector reads.
 func (c *Collector) Probe() string { return c.name }
 
-// Events delivers the events in time order; nil when Options.OnEvent is
-// set. It closes when the collector stops (Close, or the probe unloaded).
-func (c *Collector) Events() <-chan rec.Event { return c.out }
+// Batches delivers the events in time order, in batches (those ready at
+// once); nil when Options.OnEvent is set. It closes when the collector
+// stops (Close, or the probe unloaded). Use Batches or Events, not both.
+func (c *Collector) Batches() <-chan []rec.Event { return c.out }
+
+// Events is Batches one event at a time (one goroutine more in between:
+// for consumers of low rates and tests).
+func (c *Collector) Events() <-chan rec.Event {
+	if c.out == nil {
+		return nil
+	}
+	c.evOnce.Do(func() {
+		c.events = make(chan rec.Event, c.opts.Buffer)
+		go func() {
+			defer close(c.events)
+			for b := range c.out {
+				for _, e := range b {
+					c.events <- e
+				}
+			}
+		}()
+	})
+	return c.events
+}
 
 // Done is closed when the collector has stopped.
 func (c *Collector) Done() <-chan struct{} { return c.done }
@@ -208,21 +231,26 @@ func (h *evHeap) Pop() any {
 // maxPending bounds the reorder buffer: past it the oldest go out at once.
 const maxPending = 1 << 16
 
-func (c *Collector) run(ch <-chan probe.Event) {
+func (c *Collector) run(ch <-chan []probe.Event) {
 	defer close(c.done)
 	if c.out != nil {
 		defer close(c.out)
 	}
 	win := uint64(c.opts.Window)
-	tick := time.NewTicker(c.opts.Window)
-	defer tick.Stop()
+	// The idle flush: armed only while events wait in the reorder buffer
+	// (a ticker would wake the agent every Window on an idle host).
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	var (
-		h        evHeap
-		seq      uint64
-		newest   uint64
-		lastOut  uint64
-		lastSeen = time.Now()
+		h       evHeap
+		seq     uint64
+		newest  uint64
+		lastOut uint64
+		batch   []rec.Event
 	)
+	// flush moves the ready events out of the reorder buffer into batch,
+	// then hands batch on; false when the collector is stopping.
 	flush := func(upTo uint64, all bool) bool {
 		for len(h) > 0 && (all || h[0].ev.Time+win <= upTo || len(h) > maxPending) {
 			p := heap.Pop(&h).(pending)
@@ -231,61 +259,64 @@ func (c *Collector) run(ch <-chan probe.Event) {
 			} else {
 				lastOut = p.ev.Time
 			}
-			if !c.deliver(p.ev) {
-				return false
+			c.account(p.ev)
+			c.delivered.Add(1)
+			if c.opts.OnEvent != nil {
+				c.opts.OnEvent(p.ev)
+				continue
 			}
+			batch = append(batch, p.ev)
 		}
-		return true
+		if len(batch) == 0 {
+			return true
+		}
+		select {
+		case c.out <- batch:
+			batch = nil // the consumer owns it now
+			return true
+		case <-c.stop:
+			return false
+		}
 	}
 	for {
 		select {
 		case <-c.stop:
 			return
-		case pe, ok := <-ch:
+		case pb, ok := <-ch:
 			if !ok {
 				flush(0, true)
 				return
 			}
-			e, err := rec.DecodeEvent(pe.Raw)
-			if err != nil {
-				c.decErr.Add(1)
-				continue
+			for _, pe := range pb {
+				e, err := rec.DecodeEvent(pe.Raw)
+				if err != nil {
+					c.decErr.Add(1)
+					continue
+				}
+				if e.Time < c.opts.Since || (c.opts.Filter != nil && !c.opts.Filter(e)) {
+					c.skipped.Add(1)
+					continue
+				}
+				seq++
+				heap.Push(&h, pending{ev: e, seq: seq})
+				newest = max(newest, e.Time)
 			}
-			if e.Time < c.opts.Since || (c.opts.Filter != nil && !c.opts.Filter(e)) {
-				c.skipped.Add(1)
-				continue
-			}
-			lastSeen = time.Now()
-			seq++
-			heap.Push(&h, pending{ev: e, seq: seq})
-			newest = max(newest, e.Time)
 			if !flush(newest, false) {
 				return
 			}
-		case <-tick.C:
-			if len(h) > 0 && len(ch) == 0 && time.Since(lastSeen) >= c.opts.Window {
-				if !flush(0, true) {
-					return
-				}
+			if len(h) > 0 {
+				idle.Reset(c.opts.Window)
+			}
+		case <-idle.C:
+			// Idle for Window with events waiting: no later event will
+			// come to release them.
+			if len(ch) == 0 && !flush(0, true) {
+				return
+			}
+			if len(h) > 0 {
+				idle.Reset(c.opts.Window)
 			}
 		}
-	}
-}
-
-// deliver updates the bookkeeping and hands the event on; false when the
-// collector is stopping.
-func (c *Collector) deliver(e rec.Event) bool {
-	c.account(e)
-	c.delivered.Add(1)
-	if c.opts.OnEvent != nil {
-		c.opts.OnEvent(e)
-		return true
-	}
-	select {
-	case c.out <- e:
-		return true
-	case <-c.stop:
-		return false
 	}
 }
 

@@ -46,9 +46,17 @@ func fake(t testing.TB, o Options) (*Collector, chan probe.Event) {
 	c := &Collector{opts: o, stop: make(chan struct{}), done: make(chan struct{}), cancel: func() {},
 		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{}}
 	if o.OnEvent == nil {
-		c.out = make(chan rec.Event, 64)
+		c.out = make(chan []rec.Event, 64)
 	}
-	go c.run(ch)
+	// The probe manager hands batches on; here each event is one.
+	bch := make(chan []probe.Event, 64)
+	go func() {
+		defer close(bch)
+		for e := range ch {
+			bch <- []probe.Event{e}
+		}
+	}()
+	go c.run(bch)
 	t.Cleanup(func() { c.once.Do(func() { close(c.stop) }); <-c.done })
 	return c, ch
 }

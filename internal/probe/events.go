@@ -51,17 +51,26 @@ func newStream(probe string, cfg EventStream, dec *btfjson.Decoder, m *ebpf.Map)
 }
 
 type subscriber struct {
-	ch  chan Event
-	raw bool // Raw only, no JSON
+	ch    chan Event
+	batch chan []Event // batch subscribers (Raw only): one send per batch
+	raw   bool         // Raw only, no JSON
 }
+
+// maxBatch bounds the records read from the ring before they are handed
+// on together.
+const maxBatch = 512
 
 func (s *stream) run() {
 	defer close(s.done)
 	var rec ringbuf.Record
 	poll := s.cfg.PollInterval()
+	var batch []Event
+	var buf []byte
 	for {
 		if poll > 0 {
 			s.rd.SetDeadline(time.Now().Add(poll))
+		} else {
+			s.rd.SetDeadline(time.Time{}) // block (the batch loop set one)
 		}
 		if err := s.rd.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
@@ -73,10 +82,28 @@ func (s *stream) run() {
 			s.lost.Add(1)
 			continue
 		}
-		s.received.Add(1)
-		ev := Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: time.Now().UnixNano(),
-			Raw: append([]byte(nil), rec.RawSample...)}
-		s.publish(ev)
+		// Whatever else is in the ring now goes with this record: one
+		// allocation for the records' bytes and one hand-over per
+		// subscriber per batch instead of per record (a goroutine
+		// wake-up each, which cost more than the record).
+		now := time.Now().UnixNano()
+		batch, buf = batch[:0], make([]byte, 0, len(rec.RawSample)*min(maxBatch, 1+s.rd.AvailableBytes()/max(1, len(rec.RawSample)+8)))
+		for {
+			s.received.Add(1)
+			off := len(buf)
+			buf = append(buf, rec.RawSample...)
+			batch = append(batch, Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: now, Raw: buf[off:len(buf):len(buf)]})
+			if len(batch) == maxBatch || s.rd.AvailableBytes() == 0 {
+				break
+			}
+			// Never block here: what is left may be only discarded
+			// records (wake-ups), and this batch must go now.
+			s.rd.SetDeadline(time.Now())
+			if err := s.rd.ReadInto(&rec); err != nil {
+				break
+			}
+		}
+		s.publish(batch)
 	}
 }
 
@@ -94,9 +121,31 @@ func (s *stream) withJSON(ev Event) (Event, bool) {
 	return ev, true
 }
 
-func (s *stream) publish(ev Event) {
+// publish hands a batch of events to the subscribers; batch subscribers
+// get their own copy of the slice (the caller reuses it).
+func (s *stream) publish(evs []Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var own []Event
+	for _, sub := range s.subs {
+		if sub.batch == nil {
+			continue
+		}
+		if own == nil {
+			own = append([]Event(nil), evs...)
+		}
+		select {
+		case sub.batch <- own:
+		default:
+			s.lost.Add(uint64(len(evs)))
+		}
+	}
+	for _, ev := range evs {
+		s.publishLocked(ev)
+	}
+}
+
+func (s *stream) publishLocked(ev Event) {
 	if len(s.recent) < s.cfg.Keep {
 		s.recent = append(s.recent, ev)
 	} else {
@@ -106,6 +155,9 @@ func (s *stream) publish(ev Event) {
 	var full Event
 	decoded, ok := false, false
 	for _, sub := range s.subs {
+		if sub.batch != nil {
+			continue
+		}
 		out := ev
 		if !sub.raw {
 			if !decoded {
@@ -123,6 +175,28 @@ func (s *stream) publish(ev Event) {
 		default:
 			s.lost.Add(1)
 		}
+	}
+}
+
+// subscribeBatch registers a batch subscriber; its first batch replays
+// the recent events.
+func (s *stream) subscribeBatch(ch chan []Event) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.recent); n > 0 {
+		replay := make([]Event, 0, n)
+		for i := 0; i < n; i++ {
+			replay = append(replay, s.recent[(s.head+i)%n])
+		}
+		ch <- replay // a new channel: room for it
+	}
+	id := s.nextID
+	s.nextID++
+	s.subs[id] = subscriber{batch: ch, raw: true}
+	return func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
 	}
 }
 

@@ -166,7 +166,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, cancel, err := o.Manager.SubscribeRaw(o.Probe, rq.StreamDone)
+	ch, cancel, err := o.Manager.SubscribeBatch(o.Probe, rq.StreamDone)
 	if err != nil {
 		return nil, err
 	}
@@ -212,22 +212,28 @@ func (m *Monitor) deliver(s Sample) {
 	}
 }
 
-func (m *Monitor) readStream(ch <-chan probe.Event) {
+func (m *Monitor) readStream(ch <-chan []probe.Event) {
 	defer m.wg.Done()
-	for ev := range ch {
-		rec, err := rq.DecodeRecord(ev.Raw)
-		if err != nil {
-			m.decErr.Add(1)
-			continue
-		}
+	var out []Sample
+	for evs := range ch {
+		out = out[:0]
 		m.mu.Lock()
-		dup := m.quietIDs[rec.ID]
-		delete(m.quietIDs, rec.ID)
-		m.mu.Unlock()
-		if dup {
-			continue
+		for _, ev := range evs {
+			rec, err := rq.DecodeRecord(ev.Raw)
+			if err != nil {
+				m.decErr.Add(1)
+				continue
+			}
+			dup := m.quietIDs[rec.ID]
+			delete(m.quietIDs, rec.ID)
+			if !dup {
+				out = append(out, sampleOf(rec.Request, rec.End, false, 0, rec.Reason))
+			}
 		}
-		m.deliver(sampleOf(rec.Request, rec.End, false, 0, rec.Reason))
+		m.mu.Unlock()
+		for _, s := range out {
+			m.deliver(s)
+		}
 	}
 }
 

@@ -278,9 +278,9 @@ type VerdictInfo struct {
 
 // Source is what the service reads: a *netio.Collector.
 type Source interface {
-	// Events delivers the socket events in time order; it closes when
-	// the source stops.
-	Events() <-chan rec.Event
+	// Batches delivers the socket events in time order, in batches; it
+	// closes when the source stops.
+	Batches() <-chan []rec.Event
 	Process(tgid uint32) (netio.Process, bool)
 	Stats() netio.Stats
 }
@@ -311,6 +311,7 @@ type Service struct {
 	det       *pfa.Detector
 	conns     map[pfa.ConnID]*track
 	ignored   map[pfa.ConnID]int64    // connections begun before the watch: last event
+	tgidOf    map[uint64]uint32       // followed or ignored connections by cookie: the process that began (or first used) it
 	closed    map[pfa.ConnID]struct{} // recently closed (events straggle after a close)
 	closedLog []pfa.ConnID
 	closedPos int
@@ -374,8 +375,8 @@ func (s *Service) init() error {
 	if err := s.Config.defaults(); err != nil {
 		return err
 	}
-	if s.Collector == nil || s.Collector.Events() == nil {
-		return errors.New("slowrate: needs a collector with an Events channel")
+	if s.Collector == nil || s.Collector.Batches() == nil {
+		return errors.New("slowrate: needs a collector with a Batches channel")
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -390,6 +391,7 @@ func (s *Service) init() error {
 		s.Name = "app"
 	}
 	s.conns, s.ignored, s.closed = map[pfa.ConnID]*track{}, map[pfa.ConnID]int64{}, map[pfa.ConnID]struct{}{}
+	s.tgidOf = map[uint64]uint32{}
 	s.alerted = map[pfa.ConnID]time.Time{}
 	s.offences, s.condemned = map[netip.Addr][]time.Time{}, map[netip.Addr]condemned{}
 	s.status = Status{Phase: PhaseTraining, Group: s.Name, Limit: s.Config.Limit}
@@ -435,16 +437,20 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(s.Config.Interval)
 	defer tick.Stop()
-	events := s.Collector.Events()
+	batches := s.Collector.Batches()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-events:
+		case b, ok := <-batches:
 			if !ok {
 				return nil
 			}
-			s.event(e)
+			s.mu.Lock()
+			for _, e := range b {
+				s.eventLocked(e)
+			}
+			s.mu.Unlock()
 		case <-tick.C:
 			s.advance()
 		}
@@ -491,12 +497,17 @@ func heldOutConn(id pfa.ConnID, share float64) bool {
 }
 
 func (s *Service) event(e rec.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eventLocked(e)
+}
+
+func (s *Service) eventLocked(e rec.Event) {
 	ev, ok := Convert(e)
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.sameConn(&ev)
 	// Only connections seen from their beginning are modelled: one begun
 	// before the watch (or an event straggling after a close, which
 	// timestamps can put after it) starts mid-stream, unlike anything
@@ -505,6 +516,7 @@ func (s *Service) event(e rec.Event) {
 		s.ignored[ev.Conn] = ev.Time
 		if ev.Kind == pfa.Close {
 			delete(s.ignored, ev.Conn)
+			delete(s.tgidOf, ev.Conn.Cookie)
 		}
 		return
 	}
@@ -517,21 +529,39 @@ func (s *Service) event(e rec.Event) {
 	case t == nil && !begins:
 		if len(s.ignored) < maxReplay {
 			s.ignored[ev.Conn] = ev.Time
+			s.tgidOf[ev.Conn.Cookie] = ev.Conn.TGID
 		}
 		return
 	case begins:
 		delete(s.ignored, ev.Conn)
 		t = &track{local: e.Local, remote: e.Remote}
 		s.conns[ev.Conn] = t
+		s.tgidOf[ev.Conn.Cookie] = ev.Conn.TGID
 	}
 	t.last, t.lastKind, t.pid = max(t.last, ev.Time), ev.Kind, ev.PID
 	if ev.Kind == pfa.Close {
 		delete(s.conns, ev.Conn)
+		delete(s.tgidOf, ev.Conn.Cookie)
 		s.remember(ev.Conn)
 	}
 	s.feed(ev)
 	if begins && s.det != nil {
 		s.checkCondemned(ev, t)
+	}
+}
+
+// sameConn names a connection by the process that began it, whichever
+// process of the watch the event comes from: the socket's cookie is
+// unique on the host, and a server may accept in one process and read and
+// write in others (Kamailio's tcp_main accepts and hands each connection
+// to a TCP reader; its SIP workers send the replies they relay), which
+// are all one stream.
+func (s *Service) sameConn(ev *pfa.Event) {
+	if ev.Kind == pfa.Accept || ev.Kind == pfa.Connect {
+		return
+	}
+	if tg, ok := s.tgidOf[ev.Conn.Cookie]; ok {
+		ev.Conn.TGID = tg
 	}
 }
 
@@ -631,11 +661,13 @@ func (s *Service) prune(now int64) {
 		if now-t.last > idle {
 			delete(s.conns, id)
 			delete(s.replay, id)
+			delete(s.tgidOf, id.Cookie)
 		}
 	}
 	for id, t := range s.ignored {
 		if now-t > int64(time.Minute) {
 			delete(s.ignored, id)
+			delete(s.tgidOf, id.Cookie)
 		}
 	}
 	wall := time.Now()

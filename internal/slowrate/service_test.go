@@ -22,9 +22,9 @@ import (
 )
 
 // fakeSource stands for a collector; the tests drive the service by hand.
-type fakeSource struct{ ch chan rec.Event }
+type fakeSource struct{ ch chan []rec.Event }
 
-func (f fakeSource) Events() <-chan rec.Event                 { return f.ch }
+func (f fakeSource) Batches() <-chan []rec.Event              { return f.ch }
 func (f fakeSource) Process(uint32) (netio.Process, bool)     { return netio.Process{Comm: "httpd"}, true }
 func (f fakeSource) Stats() netio.Stats                       { return netio.Stats{} }
 func ms(d float64) int64                                      { return int64(d * 1e6) }
@@ -48,7 +48,7 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{t: t, now: int64(time.Hour), rnd: rand.New(rand.NewPCG(1, 2)), stall: map[uint64]bool{}}
-	h.s = &Service{Name: "web", Collector: fakeSource{ch: make(chan rec.Event)}, Config: cfg,
+	h.s = &Service{Name: "web", Collector: fakeSource{ch: make(chan []rec.Event)}, Config: cfg,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnAlert: func(a alert.Alert) { h.alerts = append(h.alerts, a) },
 		Queues: func(int) (map[uint64]sockets.Queue, error) {
@@ -357,7 +357,7 @@ func BenchmarkService(b *testing.B) {
 // alerted within a couple of seconds.
 func TestRun(t *testing.T) {
 	m := trained(t, Config{}).s.Model()
-	src := fakeSource{ch: make(chan rec.Event, 64)}
+	src := fakeSource{ch: make(chan []rec.Event, 64)}
 	var mu sync.Mutex
 	var alerts []alert.Alert
 	s := &Service{Name: "web", Collector: src, Config: Config{Model: m, Limit: 16, Stall: -1},
@@ -374,8 +374,7 @@ func TestRun(t *testing.T) {
 	now := int64(netio.Now())
 	for i := range 8 {
 		c := uint64(1<<20 + i)
-		src.ch <- h.evOn(c, now+ms(float64(i)), rec.Accept, 0)
-		src.ch <- h.evOn(c, now+ms(float64(i)+0.1), rec.Recv, 240)
+		src.ch <- []rec.Event{h.evOn(c, now+ms(float64(i)), rec.Accept, 0), h.evOn(c, now+ms(float64(i)+0.1), rec.Recv, 240)}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
