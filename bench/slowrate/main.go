@@ -57,7 +57,7 @@ var (
 	// keepHooks: the counts configurations attach only the programs
 	// whose hook matches (to split the kernel-side cost by hook).
 	keepHooks *string
-	verbose *bool
+	verbose   *bool
 )
 
 // selfCPU is this process's CPU time (user and system), in seconds.
