@@ -2,7 +2,8 @@
 // throughput against nginx (a static 1 KiB file) and the lab's Node.js app
 // (its home page) with no watch and with a reqmon watch of the server's
 // processes (monitor and detector running), interleaved in rounds within
-// one invocation, printed as ratios.
+// one invocation, printed as ratios. The watched runs detect with a model
+// trained once before the rounds on the same load.
 //
 //	sudo go run ./bench/reqmon              # 5 rounds of 5 s runs
 //	sudo go run ./bench/reqmon -rounds 2 -t 3
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/rampart-shield/rampart/internal/apptarget"
+	"github.com/rampart-shield/rampart/internal/detect/kmeans"
 	"github.com/rampart-shield/rampart/internal/lab/apps"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/reqmon"
@@ -37,7 +40,17 @@ func main() {
 	secs := flag.Int("t", 5, "seconds per wrk run")
 	conns := flag.Int("c", 32, "wrk connections")
 	threads := flag.Int("threads", 1, "wrk threads")
+	prof := flag.String("cpuprofile", "", "write a CPU profile of this process (the agent side) to this file")
+	only := flag.String("server", "", "run only this server (nginx or node)")
 	flag.Parse()
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			fatal(err.Error())
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if os.Geteuid() != 0 {
 		fatal("needs root (loads eBPF programs)")
 	}
@@ -59,11 +72,18 @@ func main() {
 		{"nginx", apps.StartNginx, "/static/1k.txt"},
 		{"node", apps.StartNode, "/"},
 	} {
+		if *only != "" && c.name != *only {
+			continue
+		}
 		srv, err := c.start(ctx, apps.Options{})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v (skipped)\n", c.name, err)
 			continue
 		}
+		// The model the watched runs detect with, trained once on this
+		// server's load (in use, training happens once per window: the
+		// steady state is detection; training time is benchmarked apart).
+		model := train(ctx, m, srv, func() { wrk(srv.URL+c.path, 3, *conns, *threads) })
 		res := map[string][]float64{}
 		confs := []string{"none", "kernel", "reqmon"}
 		for r := 0; r < *rounds; r++ {
@@ -74,7 +94,7 @@ func main() {
 				case "kernel":
 					stop = kernelOnly(ctx, m, srv)
 				case "reqmon":
-					stop = watch(ctx, m, srv)
+					stop = watch(ctx, m, srv, model)
 				}
 				rps := wrk(srv.URL+c.path, *secs, *conns, *threads)
 				if stop != nil {
@@ -91,16 +111,38 @@ func main() {
 	}
 }
 
+// train runs a training watch while load runs and returns its model.
+func train(ctx context.Context, m *probe.Manager, srv *apps.Server, load func()) *kmeans.Model {
+	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m, Probe: "reqmon-train", Spec: apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fatal("watch: " + err.Error())
+	}
+	defer m.Unload("reqmon-train")
+	defer mon.Close()
+	svc := &reqmon.Service{Name: "train", Monitor: mon, Config: reqmon.DetectorConfig{Train: time.Second}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go svc.Run(sctx)
+	load()
+	for deadline := time.Now().Add(30 * time.Second); svc.Model() == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			fatal(fmt.Sprintf("no model after the training load: %+v", svc.Status()))
+		}
+	}
+	return svc.Model()
+}
+
 // watch starts a reqmon watch of the server's processes with the request
-// detector running (it trains throughout a short run: the cost measured is
-// the probe, the sweeps and the scoring-or-training of every request).
-func watch(ctx context.Context, m *probe.Manager, srv *apps.Server) func() {
+// detector running on model (the cost measured is the probe, the sweeps
+// and the scoring of every request, completed and in flight).
+func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *kmeans.Model) func() {
 	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m, Probe: "reqmon-bench", Spec: apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		fatal("watch: " + err.Error())
 	}
-	svc := &reqmon.Service{Name: "bench", Monitor: mon, Config: reqmon.DetectorConfig{Train: time.Second}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	svc := &reqmon.Service{Name: "bench", Monitor: mon, Config: reqmon.DetectorConfig{Model: model, Features: model.Features()}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); svc.Run(sctx) }()

@@ -60,6 +60,9 @@ type subscriber struct {
 // on together.
 const maxBatch = 512
 
+// past is a deadline that has passed: a read with it does not block.
+var past = time.Unix(1, 0)
+
 func (s *stream) run() {
 	defer close(s.done)
 	var rec ringbuf.Record
@@ -88,6 +91,9 @@ func (s *stream) run() {
 		// wake-up each, which cost more than the record).
 		now := time.Now().UnixNano()
 		batch, buf = batch[:0], make([]byte, 0, len(rec.RawSample)*min(maxBatch, 1+s.rd.AvailableBytes()/max(1, len(rec.RawSample)+8)))
+		// Never block in the batch: what is left may be only discarded
+		// records (wake-ups), and the batch must go now.
+		s.rd.SetDeadline(past)
 		for {
 			s.received.Add(1)
 			off := len(buf)
@@ -96,9 +102,6 @@ func (s *stream) run() {
 			if len(batch) == maxBatch || s.rd.AvailableBytes() == 0 {
 				break
 			}
-			// Never block here: what is left may be only discarded
-			// records (wake-ups), and this batch must go now.
-			s.rd.SetDeadline(time.Now())
 			if err := s.rd.ReadInto(&rec); err != nil {
 				break
 			}

@@ -1,7 +1,6 @@
 package reqmon
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -119,11 +118,17 @@ func decodeReq(k reqmonRqKey, r *reqmonRqReq) Request {
 	}
 }
 
-func decode(b []byte, v any, size int, what string) error {
+// decode copies a raw record into its bpf2go type. The object is built for
+// bpfel and loads only on little-endian hosts, whose layout the generated
+// types (integers, arrays and explicit padding) share byte for byte: a
+// copy, where binary.Read's reflection cost more than the rest of handling
+// a request.
+func decode[T reqmonRqRecord | reqmonRqKey | reqmonRqReq | reqmonRqThread](b []byte, v *T, size int, what string) error {
 	if len(b) < size {
 		return fmt.Errorf("reqmon: %s of %d bytes, want %d", what, len(b), size)
 	}
-	return binary.Read(bytes.NewReader(b[:size]), binary.LittleEndian, v)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), size), b)
+	return nil
 }
 
 // DecodeRecord decodes a raw record from the `requests` ring buffer.
