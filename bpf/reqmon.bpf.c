@@ -226,16 +226,18 @@ static __always_inline void emit(struct rq_key *k, struct rq_req *r, __u64 now, 
 	bpf_ringbuf_submit(rec, bpf_ringbuf_query(&done, BPF_RB_AVAIL_DATA) > (1 << 19) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void fill_tuple(struct rq_req *r, struct sock *sk)
+/* fill_tuple and server_side read a BTF pointer (tp_btf arguments):
+ * direct loads, no probe-read helper calls. */
+static __always_inline void fill_tuple(struct rq_req *r, const struct sock *sk)
 {
-	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 fam = sk->__sk_common.skc_family;
 
 	r->family = fam;
-	r->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	r->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	r->lport = sk->__sk_common.skc_num;
+	r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (fam == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__u32 d = sk->__sk_common.skc_daddr;
 
 		r->laddr[10] = 0xff;
 		r->laddr[11] = 0xff;
@@ -244,8 +246,16 @@ static __always_inline void fill_tuple(struct rq_req *r, struct sock *sk)
 		r->raddr[11] = 0xff;
 		__builtin_memcpy(&r->raddr[12], &d, 4);
 	} else {
-		BPF_CORE_READ_INTO(&r->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&r->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__u32 *l = (__u32 *)r->laddr, *d = (__u32 *)r->raddr;
+
+		l[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		l[1] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1];
+		l[2] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		l[3] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		d[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+		d[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
+		d[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+		d[3] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
 	}
 }
 
@@ -256,7 +266,7 @@ static __always_inline bool server_side(struct sock *sk, __u16 family, __u16 pro
 
 	if (protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
 		return false;
-	lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	lport = sk->__sk_common.skc_num;
 	return bpf_map_lookup_elem(&listen_ports, &lport) != NULL;
 }
 
