@@ -317,7 +317,7 @@ type Service struct {
 	closedPos int
 	lastPrune int64
 	alerted   map[pfa.ConnID]time.Time // offenders alerted, when
-	offences  map[netip.Addr][]time.Time
+	offences  map[netip.Addr][]offenceAt
 	condemned map[netip.Addr]condemned
 	verdicts  *os.File
 }
@@ -393,7 +393,7 @@ func (s *Service) init() error {
 	s.conns, s.ignored, s.closed = map[pfa.ConnID]*track{}, map[pfa.ConnID]int64{}, map[pfa.ConnID]struct{}{}
 	s.tgidOf = map[uint64]uint32{}
 	s.alerted = map[pfa.ConnID]time.Time{}
-	s.offences, s.condemned = map[netip.Addr][]time.Time{}, map[netip.Addr]condemned{}
+	s.offences, s.condemned = map[netip.Addr][]offenceAt{}, map[netip.Addr]condemned{}
 	s.status = Status{Phase: PhaseTraining, Group: s.Name, Limit: s.Config.Limit}
 	if s.Config.OutDir != "" {
 		if err := os.MkdirAll(s.Config.OutDir, 0o755); err != nil {
@@ -882,7 +882,14 @@ func (s *Service) alert(base alert.Alert, o pfa.Offender, t *track) {
 		a.Samples = append(a.Samples, i.String())
 	}
 	s.emit(a)
-	s.offence(t, a)
+	s.offence(o.Conn, t, a)
+}
+
+// offenceAt is one offending connection of a source and when it was
+// (last) alerted.
+type offenceAt struct {
+	conn pfa.ConnID
+	at   time.Time
 }
 
 // emit hands an alert on, without the lock (the responder may take a
@@ -897,9 +904,11 @@ func (s *Service) emit(a alert.Alert) {
 }
 
 // offence counts an offending connection against its source address and,
-// after BlockAfter of them, asks for the address to be blocked and cuts
-// off its new connections for CondemnFor.
-func (s *Service) offence(t *track, a alert.Alert) {
+// after BlockAfter distinct ones, asks for the address to be blocked and
+// cuts off its new connections for CondemnFor. A connection re-alerted
+// while it stays open counts once: a client with one or two connections
+// stuck behind an exhausted server is not an attacker holding many.
+func (s *Service) offence(id pfa.ConnID, t *track, a alert.Alert) {
 	src := t.remote.Addr()
 	if s.Config.BlockAfter < 0 || !src.IsValid() {
 		return
@@ -917,12 +926,12 @@ func (s *Service) offence(t *track, a alert.Alert) {
 	}
 	ts := s.offences[src]
 	keep := ts[:0]
-	for _, t := range ts {
-		if now.Sub(t) < s.Config.BlockWindow {
-			keep = append(keep, t)
+	for _, o := range ts {
+		if now.Sub(o.at) < s.Config.BlockWindow && o.conn != id {
+			keep = append(keep, o)
 		}
 	}
-	keep = append(keep, now)
+	keep = append(keep, offenceAt{conn: id, at: now})
 	s.offences[src] = keep
 	n := len(keep)
 	if n < s.Config.BlockAfter {

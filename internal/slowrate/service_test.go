@@ -398,3 +398,33 @@ func TestRun(t *testing.T) {
 		t.Errorf("phase %s after the end", st.Phase)
 	}
 }
+
+// A block takes BlockAfter distinct offending connections from a source:
+// one connection re-alerted while it stays open (every realert) counts
+// once, so a benign client with a connection stuck behind an exhausted
+// server is not blocked.
+func TestBlockCountsDistinctConnections(t *testing.T) {
+	var blocks []alert.Alert
+	s := &Service{Name: "web", Config: Config{BlockAfter: 3, BlockWindow: time.Minute, CondemnFor: time.Minute},
+		offences: map[netip.Addr][]offenceAt{}, condemned: map[netip.Addr]condemned{},
+		conns: map[pfa.ConnID]*track{}, alerted: map[pfa.ConnID]time.Time{},
+		OnAlert: func(a alert.Alert) {
+			if a.Suggested == "block" {
+				blocks = append(blocks, a)
+			}
+		}}
+	tr := &track{local: server, remote: addr("10.0.0.9:5000")}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < 10; i++ {
+		s.offence(pfa.ConnID{TGID: 100, Cookie: 1}, tr, alert.Alert{Kind: "slowloris"})
+	}
+	s.offence(pfa.ConnID{TGID: 101, Cookie: 2}, tr, alert.Alert{Kind: "slowloris"})
+	if len(blocks) != 0 {
+		t.Fatalf("blocked after 2 distinct connections (one re-alerted 10 times): %+v", blocks[0].Summary)
+	}
+	s.offence(pfa.ConnID{TGID: 102, Cookie: 3}, tr, alert.Alert{Kind: "slowloris"})
+	if len(blocks) != 1 || blocks[0].Subject.Sources[0] != "10.0.0.9" {
+		t.Fatalf("after 3 distinct connections: %d block alerts %+v", len(blocks), blocks)
+	}
+}
