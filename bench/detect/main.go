@@ -28,12 +28,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rampart-shield/rampart/bench/internal/stats"
 	"github.com/rampart-shield/rampart/internal/api"
 	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/lab"
@@ -269,12 +269,6 @@ func cnnRate() (float64, error) {
 	return float64(len(samples)) / time.Since(start).Seconds(), nil
 }
 
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 func report(rs []result, cnn float64, trafgen bool) {
 	by := map[string][]result{}
 	for _, r := range rs {
@@ -292,9 +286,9 @@ func report(rs []result, cnn float64, trafgen bool) {
 		for _, r := range by[k] {
 			pps, fd, cpu, dr = append(pps, r.pps), append(fd, r.firstDrop.Seconds()), append(cpu, r.agentCPU), append(dr, r.dropPPS)
 		}
-		med[k] = median(fd)
+		med[k] = stats.Median(fd)
 		fmt.Printf("%-34s %12.0f %13.3fs %15.1f%% %14.0f   (medians of %d; first drop min-max %.3f-%.3f s)\n",
-			names[k], median(pps), median(fd), 100*median(cpu), median(dr), len(fd), minf(fd), maxf(fd))
+			names[k], stats.Median(pps), stats.Median(fd), 100*stats.Median(cpu), stats.Median(dr), len(fd), minf(fd), maxf(fd))
 	}
 	fmt.Println()
 	verdict := func(ok bool) string {
@@ -304,7 +298,7 @@ func report(rs []result, cnn float64, trafgen bool) {
 		return "not met"
 	}
 	fmt.Printf("time to first drop, full-rate flood:     %.3f s (target <= 1 s for 0.5-1 Mpps: %s%s)\n", med["full"], verdict(med["full"] <= 1),
-		map[bool]string{true: "", false: "; this flood is below 0.5 Mpps"}[median(pps(by["full"])) >= 5e5])
+		map[bool]string{true: "", false: "; this flood is below 0.5 Mpps"}[stats.Median(pps(by["full"])) >= 5e5])
 	fmt.Printf("time to first drop, just above threshold: %.3f s (target <= 2 s: %s)\n", med["near"], verdict(med["near"] <= 2))
 	fmt.Printf("CNN inference, one core:                 %.0f samples/s (target >= 55,000: %s)\n", cnn, verdict(cnn >= 55000))
 }

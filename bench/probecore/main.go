@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
-	"sort"
 	"time"
 
+	"github.com/rampart-shield/rampart/bench/internal/stats"
 	ntpcounter "github.com/rampart-shield/rampart/examples/ntp-counter"
 	packetcounter "github.com/rampart-shield/rampart/examples/packet-counter"
 	tcpstates "github.com/rampart-shield/rampart/examples/tcp-states"
@@ -43,12 +43,6 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
-}
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
@@ -98,7 +92,7 @@ func run(loads int, sizes string, swaps int) error {
 				return 0, err
 			}
 		}
-		return median(d), nil
+		return stats.Median(d), nil
 	}
 	swapMan, _ := probe.ParseManifest(packetcounter.Manifest())
 	for i := range swapMan.Metrics {
@@ -166,7 +160,7 @@ func run(loads int, sizes string, swaps int) error {
 				return 0, 0, fmt.Errorf("read %d entries, want %d", len(mv.Value), size)
 			}
 		}
-		return median(d), bytesOut, nil
+		return stats.Median(d), bytesOut, nil
 	}
 	for _, size := range splitInts(sizes) {
 		if uint32(size) > filled {
@@ -221,8 +215,8 @@ func run(loads int, sizes string, swaps int) error {
 		}
 		total += uint64(len(mv.Value))
 	}
-	med := median(d)
-	rows = append(rows, row{fmt.Sprintf("swap-on-read cycle, 1k entries (median of %d)", swaps), ms(median(dswap)), "1 ms", "4 ms", float64(median(dswap)) / float64(time.Millisecond)})
+	med := stats.Median(d)
+	rows = append(rows, row{fmt.Sprintf("swap-on-read cycle, 1k entries (median of %d)", swaps), ms(stats.Median(dswap)), "1 ms", "4 ms", float64(stats.Median(dswap)) / float64(time.Millisecond)})
 	rows = append(rows, row{"  same, plus decoding the 1k entries to JSON", ms(med), "-", "-", 0})
 
 	fmt.Printf("%-68s %12s %8s %8s %8s\n", "benchmark", "measured", "target", "Dynmon", "/target")

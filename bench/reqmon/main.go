@@ -21,12 +21,12 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"time"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/rampart-shield/rampart/bench/internal/stats"
 	"github.com/rampart-shield/rampart/internal/apptarget"
 	"github.com/rampart-shield/rampart/internal/detect/kmeans"
 	"github.com/rampart-shield/rampart/internal/lab/apps"
@@ -105,7 +105,7 @@ func main() {
 			}
 		}
 		srv.Close()
-		mb, mk, mw := median(res["none"]), median(res["kernel"]), median(res["reqmon"])
+		mb, mk, mw := stats.Median(res["none"]), stats.Median(res["kernel"]), stats.Median(res["reqmon"])
 		fmt.Printf("%-6s median req/s: none %.0f, probe only (no reader) %.0f (ratio %.3f), reqmon watch %.0f (ratio %.3f, loss %.1f%%; target <= 5%%)\n\n",
 			c.name, mb, mk, mk/mb, mw, mw/mb, 100*(1-mw/mb))
 	}
@@ -192,15 +192,6 @@ func wrk(url string, secs, conns, threads int) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func fatal(msg string) {

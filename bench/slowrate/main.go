@@ -37,12 +37,12 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/rampart-shield/rampart/bench/internal/stats"
 	"github.com/rampart-shield/rampart/internal/apptarget"
 	"github.com/rampart-shield/rampart/internal/detect/pfa"
 	"github.com/rampart-shield/rampart/internal/lab/apps"
@@ -207,11 +207,11 @@ func main() {
 				fmt.Printf("%-16s round %d %-6s %9.0f req/s\n", l.name, r+1, conf, rps)
 			}
 		}
-		mb, cb := median(res["none"]), median(cpuPer["none"])
+		mb, cb := stats.Median(res["none"]), stats.Median(cpuPer["none"])
 		fmt.Printf("%-16s median req/s: none %.0f", l.name, mb)
 		for _, c := range confs {
 			if c != "none" {
-				mw := median(res[c])
+				mw := stats.Median(res[c])
 				fmt.Printf(", %s %.0f (ratio %.3f, loss %.1f%%)", c, mw, mw/mb, 100*(1-mw/mb))
 			}
 		}
@@ -219,7 +219,7 @@ func main() {
 		fmt.Printf("%-16s median CPU per request (Apache, plus the agent when watched): none %.1f µs", l.name, cb*1e6)
 		for _, c := range confs {
 			if c != "none" {
-				cw := median(cpuPer[c])
+				cw := stats.Median(cpuPer[c])
 				fmt.Printf(", %s %.1f µs (+%.1f%%)", c, cw*1e6, 100*(cw/cb-1))
 			}
 		}
@@ -367,15 +367,6 @@ func run(re *regexp.Regexp, name string, args ...string) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func fatal(msg string) {
