@@ -196,26 +196,31 @@ type TB interface {
 // unavailable here.
 func ForTest(t TB, name string, opts Options) *Server {
 	t.Helper()
+	return startForTest(t, npmTimeout+time.Minute, func(ctx context.Context) (*Server, error) {
+		switch name {
+		case Node:
+			return StartNode(ctx, opts)
+		case Apache:
+			return StartApache(ctx, opts)
+		case Nginx:
+			return StartNginx(ctx, opts)
+		}
+		return nil, fmt.Errorf("apps: no server %q", name)
+	})
+}
+
+// startForTest starts a lab server for a test, within timeout, and closes
+// it at the test's cleanup; it skips the test when not root or when the
+// server is unavailable here.
+func startForTest[S interface{ Close() error }](t TB, timeout time.Duration, start func(context.Context) (S, error)) S {
+	t.Helper()
 	if euid := os.Geteuid(); euid != 0 {
 		t.Skipf("apps: lab servers are tested as root (euid %d)", euid)
 	}
 	_ = Sweep(10 * time.Minute) // best effort: leftovers of crashed runs
-	ctx, cancel := context.WithTimeout(context.Background(), npmTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var (
-		s   *Server
-		err error
-	)
-	switch name {
-	case Node:
-		s, err = StartNode(ctx, opts)
-	case Apache:
-		s, err = StartApache(ctx, opts)
-	case Nginx:
-		s, err = StartNginx(ctx, opts)
-	default:
-		t.Fatalf("apps: no server %q", name)
-	}
+	s, err := start(ctx)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("%v", err)
 	}

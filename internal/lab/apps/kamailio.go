@@ -206,25 +206,7 @@ func StartKamailio(ctx context.Context, opts SIPOptions) (*SIPProxy, error) {
 // when not root or when kamailio is not installed.
 func KamailioForTest(t TB, opts SIPOptions) *SIPProxy {
 	t.Helper()
-	if euid := os.Geteuid(); euid != 0 {
-		t.Skipf("apps: lab servers are tested as root (euid %d)", euid)
-	}
-	_ = Sweep(10 * time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := StartKamailio(ctx, opts)
-	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("%v", err)
-	}
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return s
+	return startForTest(t, time.Minute, func(ctx context.Context) (*SIPProxy, error) { return StartKamailio(ctx, opts) })
 }
 
 // PIDs lists the proxy's live processes (its process group).
