@@ -21,7 +21,9 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -35,7 +37,10 @@ import (
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/internal/reqmon"
 	"github.com/rampart-shield/rampart/probes"
+	rqprobe "github.com/rampart-shield/rampart/probes/reqmon"
 )
+
+var keepHooks *string
 
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds; each runs both configurations, in alternating order")
@@ -44,6 +49,8 @@ func main() {
 	threads := flag.Int("threads", 1, "wrk threads")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of this process (the agent side) to this file")
 	only := flag.String("server", "", "run only this server (nginx or node)")
+	confList := flag.String("confs", "none,empty,kernel,reqmon", "configurations: none, empty (programs that only return, on the hot hooks), kernel (the probe, no reader), reqmon (the watch)")
+	keepHooks = flag.String("keep-hooks", "", "probe-only runs: attach only the reqmon programs whose hook matches this regexp (e.g. sock_(recv|send)), to split the kernel cost by hook")
 	flag.Parse()
 	if *prof != "" {
 		f, err := os.Create(*prof)
@@ -87,7 +94,7 @@ func main() {
 		// steady state is detection; training time is benchmarked apart).
 		model := train(ctx, m, srv, func() { wrk(srv.URL+c.path, 3, *conns, *threads) })
 		res := map[string][]float64{}
-		confs := []string{"none", "empty", "kernel", "reqmon"}
+		confs := strings.Split(*confList, ",")
 		for r := 0; r < *rounds; r++ {
 			for i := range confs {
 				conf := confs[(i+r)%len(confs)]
@@ -162,7 +169,18 @@ func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *kmean
 // kernelOnly loads the probe and its targets but reads nothing: the
 // kernel side's cost alone.
 func kernelOnly(ctx context.Context, m *probe.Manager, srv *apps.Server) func() {
-	if _, err := m.Load(ctx, probe.LoadRequest{Name: "reqmon"}); err != nil {
+	req := probe.LoadRequest{Name: "reqmon"}
+	if *keepHooks != "" {
+		// Only the programs whose hook matches: the kernel cost by hook.
+		man, err := probe.ParseManifest(rqprobe.Manifest())
+		if err != nil {
+			fatal(err.Error())
+		}
+		re := regexp.MustCompile(*keepHooks)
+		man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool { return !re.MatchString(p.Hook) })
+		req = probe.LoadRequest{Name: "reqmon", Manifest: man, Object: rqprobe.Object(), Origin: "builtin"}
+	}
+	if _, err := m.Load(ctx, req); err != nil {
 		fatal("load: " + err.Error())
 	}
 	r, err := apptarget.Resolve(apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true})
