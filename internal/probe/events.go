@@ -67,8 +67,6 @@ func (s *stream) run() {
 	defer close(s.done)
 	var rec ringbuf.Record
 	poll := s.cfg.PollInterval()
-	var batch []Event
-	var buf []byte
 	for {
 		if poll > 0 {
 			s.rd.SetDeadline(time.Now().Add(poll))
@@ -90,7 +88,8 @@ func (s *stream) run() {
 		// subscriber per batch instead of per record (a goroutine
 		// wake-up each, which cost more than the record).
 		now := time.Now().UnixNano()
-		batch, buf = batch[:0], make([]byte, 0, len(rec.RawSample)*min(maxBatch, 1+s.rd.AvailableBytes()/max(1, len(rec.RawSample)+8)))
+		guess := min(maxBatch, 1+s.rd.AvailableBytes()/max(1, len(rec.RawSample)+8))
+		batch, buf := make([]Event, 0, guess), make([]byte, 0, len(rec.RawSample)*guess)
 		// Never block in the batch: what is left may be only discarded
 		// records (wake-ups), and the batch must go now.
 		s.rd.SetDeadline(past)
@@ -124,21 +123,17 @@ func (s *stream) withJSON(ev Event) (Event, bool) {
 	return ev, true
 }
 
-// publish hands a batch of events to the subscribers; batch subscribers
-// get their own copy of the slice (the caller reuses it).
+// publish hands a batch of events to the subscribers (batch subscribers
+// share the slice: none changes it).
 func (s *stream) publish(evs []Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var own []Event
 	for _, sub := range s.subs {
 		if sub.batch == nil {
 			continue
 		}
-		if own == nil {
-			own = append([]Event(nil), evs...)
-		}
 		select {
-		case sub.batch <- own:
+		case sub.batch <- evs:
 		default:
 			s.lost.Add(uint64(len(evs)))
 		}

@@ -815,23 +815,14 @@ func (m *Manager) SubscribeRaw(probe, streamName string) (<-chan Event, func(), 
 // Subscribe does. The channel closes when the caller cancels or the stream
 // ends.
 func (m *Manager) SubscribeBatch(probe, streamName string) (<-chan []Event, func(), error) {
-	m.mu.RLock()
-	var target *stream
-	p, known := m.probes[probe]
-	if known {
-		for _, s := range p.streams {
-			if s.cfg.Name == streamName {
-				target = s
-			}
-		}
+	if probe == "" || streamName == "" {
+		return nil, func() {}, errorf(KindInvalid, "a batch subscription follows one stream of one probe: name both")
 	}
-	m.mu.RUnlock()
-	if !known {
-		return nil, func() {}, errorf(KindNotFound, "probe %q is not loaded", probe)
+	targets, err := m.streams(probe, streamName)
+	if err != nil {
+		return nil, func() {}, err
 	}
-	if target == nil {
-		return nil, func() {}, errorf(KindNotFound, "probe %s has no event stream %q", probe, streamName)
-	}
+	target := targets[0]
 	ch := make(chan []Event, 256)
 	unsub := target.subscribeBatch(ch)
 	stop := make(chan struct{})
@@ -848,7 +839,10 @@ func (m *Manager) SubscribeBatch(probe, streamName string) (<-chan []Event, func
 	return ch, cancel, nil
 }
 
-func (m *Manager) subscribe(probe, streamName string, raw bool) (<-chan Event, func(), error) {
+// streams finds the streams a subscription follows ("" = every stream, or
+// every probe); naming a probe that is not loaded, or a stream it does not
+// have, is an error.
+func (m *Manager) streams(probe, streamName string) ([]*stream, error) {
 	m.mu.RLock()
 	var targets []*stream
 	for pn, p := range m.probes {
@@ -864,10 +858,18 @@ func (m *Manager) subscribe(probe, streamName string, raw bool) (<-chan Event, f
 	_, known := m.probes[probe]
 	m.mu.RUnlock()
 	if probe != "" && !known {
-		return nil, func() {}, errorf(KindNotFound, "probe %q is not loaded", probe)
+		return nil, errorf(KindNotFound, "probe %q is not loaded", probe)
 	}
 	if probe != "" && streamName != "" && len(targets) == 0 {
-		return nil, func() {}, errorf(KindNotFound, "probe %s has no event stream %q", probe, streamName)
+		return nil, errorf(KindNotFound, "probe %s has no event stream %q", probe, streamName)
+	}
+	return targets, nil
+}
+
+func (m *Manager) subscribe(probe, streamName string, raw bool) (<-chan Event, func(), error) {
+	targets, err := m.streams(probe, streamName)
+	if err != nil {
+		return nil, func() {}, err
 	}
 	ch := make(chan Event, 4096)
 	var cancels []func()
