@@ -121,9 +121,7 @@ type Collector struct {
 	// stream) after the socket reached CLOSE (tcp_time_wait closes it
 	// in softirq while the owner's recvmsg is still running), and must
 	// not bring it back into the bookkeeping.
-	closed    map[uint64]struct{}
-	closedLog []uint64 // ring, oldest at closedPos
-	closedPos int
+	closed Recent[uint64] // by cookie
 }
 
 // maxClosed is how many closed sockets the collector remembers.
@@ -152,7 +150,7 @@ func New(m *probe.Manager, name string, o Options) (*Collector, error) {
 	}
 	c := &Collector{m: m, name: name, opts: o, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{},
-		closed: map[uint64]struct{}{}}
+		closed: Recent[uint64]{N: maxClosed}}
 	if o.OnEvent == nil {
 		c.out = make(chan []rec.Event, max(1, o.Buffer/64))
 	}
@@ -335,7 +333,7 @@ func (c *Collector) account(e rec.Event) {
 		cn.How = e.Kind
 		cn.Local, cn.Remote = e.Local, e.Remote
 	case rec.Recv, rec.Send:
-		if _, gone := c.closed[e.Cookie]; gone && c.conns[e.Cookie] == nil {
+		if c.closed.Has(e.Cookie) && c.conns[e.Cookie] == nil {
 			return // straggling after its close
 		}
 		cn := c.connLocked(e)
@@ -353,7 +351,7 @@ func (c *Collector) account(e rec.Event) {
 		if cn := c.conns[e.Cookie]; cn != nil {
 			c.dropLocked(cn)
 		}
-		c.closedLocked(e.Cookie)
+		c.closed.Add(e.Cookie)
 	case rec.Exit:
 		// Its UDP sockets went with it; its TCP sockets are the kernel's
 		// to finish (their CLOSE may still come, and is delivered).
@@ -397,24 +395,6 @@ func (c *Collector) connLocked(e rec.Event) *Conn {
 	}
 	o[e.Cookie] = cn
 	return cn
-}
-
-// closedLocked remembers a closed socket (the last maxClosed).
-func (c *Collector) closedLocked(cookie uint64) {
-	if c.closed == nil {
-		c.closed = map[uint64]struct{}{}
-	}
-	if _, ok := c.closed[cookie]; ok {
-		return
-	}
-	if len(c.closedLog) < maxClosed {
-		c.closedLog = append(c.closedLog, cookie)
-	} else {
-		delete(c.closed, c.closedLog[c.closedPos])
-		c.closedLog[c.closedPos] = cookie
-		c.closedPos = (c.closedPos + 1) % maxClosed
-	}
-	c.closed[cookie] = struct{}{}
 }
 
 func (c *Collector) dropLocked(cn *Conn) {

@@ -44,7 +44,8 @@ func fake(t testing.TB, o Options) (*Collector, chan probe.Event) {
 	}
 	ch := make(chan probe.Event, 64)
 	c := &Collector{opts: o, stop: make(chan struct{}), done: make(chan struct{}), cancel: func() {},
-		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{}}
+		conns: map[uint64]*Conn{}, open: map[uint32]map[uint64]*Conn{}, procs: map[uint32]*Process{},
+		closed: Recent[uint64]{N: maxClosed}}
 	if o.OnEvent == nil {
 		c.out = make(chan []rec.Event, 64)
 	}

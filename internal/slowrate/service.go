@@ -310,11 +310,9 @@ type Service struct {
 	model     *pfa.Model
 	det       *pfa.Detector
 	conns     map[pfa.ConnID]*track
-	ignored   map[pfa.ConnID]int64    // connections begun before the watch: last event
-	tgidOf    map[uint64]uint32       // followed or ignored connections by cookie: the process that began (or first used) it
-	closed    map[pfa.ConnID]struct{} // recently closed (events straggle after a close)
-	closedLog []pfa.ConnID
-	closedPos int
+	ignored   map[pfa.ConnID]int64     // connections begun before the watch: last event
+	tgidOf    map[uint64]uint32        // followed or ignored connections by cookie: the process that began (or first used) it
+	closed    netio.Recent[pfa.ConnID] // recently closed (events straggle after a close)
 	lastPrune int64
 	alerted   map[pfa.ConnID]time.Time // offenders alerted, when
 	offences  map[netip.Addr][]offenceAt
@@ -390,7 +388,7 @@ func (s *Service) init() error {
 	if s.Name == "" {
 		s.Name = "app"
 	}
-	s.conns, s.ignored, s.closed = map[pfa.ConnID]*track{}, map[pfa.ConnID]int64{}, map[pfa.ConnID]struct{}{}
+	s.conns, s.ignored, s.closed = map[pfa.ConnID]*track{}, map[pfa.ConnID]int64{}, netio.Recent[pfa.ConnID]{N: maxReplay}
 	s.tgidOf = map[uint64]uint32{}
 	s.alerted = map[pfa.ConnID]time.Time{}
 	s.offences, s.condemned = map[netip.Addr][]offenceAt{}, map[netip.Addr]condemned{}
@@ -522,7 +520,7 @@ func (s *Service) eventLocked(e rec.Event) {
 	}
 	t := s.conns[ev.Conn]
 	begins := ev.Kind == pfa.Accept || ev.Kind == pfa.Connect
-	if _, gone := s.closed[ev.Conn]; gone && t == nil && !begins {
+	if s.closed.Has(ev.Conn) && t == nil && !begins {
 		return // a read of the peer's end of stream after the close
 	}
 	switch {
@@ -542,7 +540,7 @@ func (s *Service) eventLocked(e rec.Event) {
 	if ev.Kind == pfa.Close {
 		delete(s.conns, ev.Conn)
 		delete(s.tgidOf, ev.Conn.Cookie)
-		s.remember(ev.Conn)
+		s.closed.Add(ev.Conn)
 	}
 	s.feed(ev)
 	if begins && s.det != nil {
@@ -563,18 +561,6 @@ func (s *Service) sameConn(ev *pfa.Event) {
 	if tg, ok := s.tgidOf[ev.Conn.Cookie]; ok {
 		ev.Conn.TGID = tg
 	}
-}
-
-// remember keeps the last maxReplay closed connections.
-func (s *Service) remember(id pfa.ConnID) {
-	if len(s.closedLog) < maxReplay {
-		s.closedLog = append(s.closedLog, id)
-	} else {
-		delete(s.closed, s.closedLog[s.closedPos])
-		s.closedLog[s.closedPos] = id
-		s.closedPos = (s.closedPos + 1) % maxReplay
-	}
-	s.closed[id] = struct{}{}
 }
 
 // feed hands one event to the learner or the detector.
