@@ -76,6 +76,8 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
+#include "rp_sock.h"
+
 /* netio_io_events: 1 streams RECV/SEND events; 0 only counts them in
  * `procs` (connection events still stream). */
 RP_PARAM(__u32, netio_io_events, 1);
@@ -275,41 +277,17 @@ static __always_inline struct netio_event *ev_reserve(struct netio_proc *pc)
 	return ev;
 }
 
-static __always_inline void v4mapped(__u8 *dst, __be32 a)
-{
-	__builtin_memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, &a, 4);
-}
-
 /* tuple_btf fills the addresses, ports, family, protocol and netns from a
  * BTF pointer (tp_btf arguments): direct loads. */
 static __always_inline void tuple_btf(struct netio_event *ev, const struct sock *sk)
 {
-	__u16 fam = sk->__sk_common.skc_family;
-
-	ev->family = fam;
+	ev->family = sk->__sk_common.skc_family;
 	ev->proto = sk->sk_protocol;
 	ev->sport = sk->__sk_common.skc_num;
 	ev->dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	ev->state = sk->__sk_common.skc_state;
 	ev->netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (fam == AF_INET6) {
-		__u32 *s = (__u32 *)ev->saddr, *d = (__u32 *)ev->daddr;
-
-		s[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
-		s[1] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1];
-		s[2] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
-		s[3] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
-		d[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
-		d[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
-		d[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
-		d[3] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
-	} else {
-		v4mapped(ev->saddr, sk->__sk_common.skc_rcv_saddr);
-		v4mapped(ev->daddr, sk->__sk_common.skc_daddr);
-	}
+	rp_sk_addrs_btf(sk, ev->saddr, ev->daddr);
 }
 
 /* tuple_core is tuple_btf for a plain kernel address (classic tracepoints). */
@@ -327,8 +305,8 @@ static __always_inline void tuple_core(struct netio_event *ev, const struct sock
 		BPF_CORE_READ_INTO(&ev->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&ev->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		v4mapped(ev->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
-		v4mapped(ev->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+		rp_v4mapped(ev->saddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		rp_v4mapped(ev->daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
 	}
 }
 

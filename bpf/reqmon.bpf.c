@@ -46,6 +46,8 @@
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
 
+#include "rp_sock.h"
+
 #define RQ_TCP_FIN_WAIT1 4
 #define RQ_TCP_CLOSE 7
 #define RQ_TCP_LAST_ACK 9
@@ -230,33 +232,10 @@ static __always_inline void emit(struct rq_key *k, struct rq_req *r, __u64 now, 
  * direct loads, no probe-read helper calls. */
 static __always_inline void fill_tuple(struct rq_req *r, const struct sock *sk)
 {
-	__u16 fam = sk->__sk_common.skc_family;
-
-	r->family = fam;
+	r->family = sk->__sk_common.skc_family;
 	r->lport = sk->__sk_common.skc_num;
 	r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (fam == AF_INET) {
-		__u32 l = sk->__sk_common.skc_rcv_saddr;
-		__u32 d = sk->__sk_common.skc_daddr;
-
-		r->laddr[10] = 0xff;
-		r->laddr[11] = 0xff;
-		__builtin_memcpy(&r->laddr[12], &l, 4);
-		r->raddr[10] = 0xff;
-		r->raddr[11] = 0xff;
-		__builtin_memcpy(&r->raddr[12], &d, 4);
-	} else {
-		__u32 *l = (__u32 *)r->laddr, *d = (__u32 *)r->raddr;
-
-		l[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
-		l[1] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1];
-		l[2] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
-		l[3] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
-		d[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
-		d[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
-		d[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
-		d[3] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
-	}
+	rp_sk_addrs_btf(sk, r->laddr, r->raddr);
 }
 
 /* server_side: a TCP socket whose local port is a listening port. */
