@@ -37,6 +37,7 @@ import (
 	"github.com/rampart-shield/rampart/internal/api"
 	"github.com/rampart-shield/rampart/internal/detect/threshold"
 	"github.com/rampart-shield/rampart/internal/lab"
+	"github.com/rampart-shield/rampart/internal/procstat"
 	"github.com/rampart-shield/rampart/models"
 )
 
@@ -66,15 +67,8 @@ func rx(iface string) uint64 { return readUint("/sys/class/net/" + iface + "/sta
 
 // cpuTicks is a process's user+system time in clock ticks.
 func cpuTicks(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	k, _ := strconv.ParseUint(f[12], 10, 64)
-	return u + k
+	n, _ := procstat.Ticks(pid, false)
+	return n
 }
 
 const userHZ = 100

@@ -48,6 +48,7 @@ import (
 	"github.com/rampart-shield/rampart/internal/lab/apps"
 	"github.com/rampart-shield/rampart/internal/netio"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/procstat"
 	"github.com/rampart-shield/rampart/internal/slowrate"
 	rec "github.com/rampart-shield/rampart/probes/netio"
 )
@@ -70,19 +71,12 @@ func selfCPU() float64 {
 // groupCPU is the CPU time of the server's processes (user and system,
 // with their reaped children), in seconds.
 func groupCPU(srv *apps.Server) float64 {
-	var ticks int64
+	var ticks uint64
 	for _, pid := range srv.PIDs() {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime (fields 14-17)
-			v, _ := strconv.ParseInt(f[i], 10, 64)
-			ticks += v
-		}
+		n, _ := procstat.Ticks(pid, true) // a process gone meanwhile: 0
+		ticks += n
 	}
-	return float64(ticks) / 100 // USER_HZ
+	return float64(ticks) / procstat.UserHZ
 }
 
 // bpfNS is the run time of the netio programs loaded (with

@@ -2,7 +2,6 @@ package apptarget
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rampart-shield/rampart/internal/procstat"
 )
 
 // Flags of an rp_tgids entry (rp_target.h).
@@ -212,16 +213,8 @@ func scanProcs() (map[uint32]procInfo, error) {
 // readPPID parses the parent PID from /proc/PID/stat (field 4, after the
 // parenthesised command, which may itself hold spaces and parentheses).
 func readPPID(path string) (uint32, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
+	f, err := procstat.Read(path)
+	if err != nil || len(f) < 2 {
 		return 0, false
 	}
 	pp, err := strconv.ParseUint(f[1], 10, 32)

@@ -2,7 +2,6 @@ package reqmon_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/rampart-shield/rampart/internal/apptarget"
 	"github.com/rampart-shield/rampart/internal/bpftest"
 	"github.com/rampart-shield/rampart/internal/probe"
+	"github.com/rampart-shield/rampart/internal/procstat"
 	"github.com/rampart-shield/rampart/internal/reqmon"
 	"github.com/rampart-shield/rampart/probes"
 )
@@ -430,17 +430,12 @@ func TestLRUEviction(t *testing.T) {
 	}
 }
 
-// processCPU is a process's CPU time (user and system, all threads) in ms,
-// from /proc/PID/stat.
+// processCPU is a process's CPU time (user and system, all threads) in ms.
 func processCPU(t *testing.T, pid int) float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	n, err := procstat.Ticks(pid, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) * 10 // USER_HZ is 100
+	return float64(n) * 1000 / procstat.UserHZ
 }

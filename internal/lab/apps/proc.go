@@ -1,7 +1,6 @@
 package apps
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampart-shield/rampart/internal/lab"
+	"github.com/rampart-shield/rampart/internal/procstat"
 )
 
 const (
@@ -163,16 +163,12 @@ func groupPIDs(pgid int) []int {
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
+		// pid (comm) state ppid pgrp ...
+		f, ok := procstat.Fields(b)
+		if !ok || len(f) < 3 || f[0] == "Z" || f[0] == "X" {
 			continue
 		}
-		f := bytes.Fields(b[i+1:])
-		if len(f) < 3 || string(f[0]) == "Z" || string(f[0]) == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(string(f[2])); err == nil && g == pgid {
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
 			pids = append(pids, pid)
 		}
 	}

@@ -1,7 +1,6 @@
 package apps
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rampart-shield/rampart/internal/procstat"
 )
 
 // A server's directory records who owns it, so Sweep can tell a live
@@ -24,19 +25,11 @@ const (
 // procStart returns a process's start time (clock ticks since boot), or ""
 // if it does not exist.
 func procStart(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	f, err := procstat.Read("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil || len(f) < 20 {
 		return ""
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	return string(f[19]) // field 22 of stat; f[0] is field 3
+	return f[19] // field 22 of stat; f[0] is field 3
 }
 
 func writeOwner(dir string) error {
