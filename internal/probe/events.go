@@ -88,7 +88,10 @@ func (s *stream) run() {
 		// subscriber per batch instead of per record (a goroutine
 		// wake-up each, which cost more than the record).
 		now := time.Now().UnixNano()
-		guess := min(maxBatch, 1+s.rd.AvailableBytes()/max(1, len(rec.RawSample)+8))
+		// rec.Remaining, not the reader's AvailableBytes: that one reads
+		// the ring without the reader's lock and faults once Close (an
+		// unload) has unmapped it.
+		guess := min(maxBatch, 1+rec.Remaining/max(1, len(rec.RawSample)+8))
 		batch, buf := make([]Event, 0, guess), make([]byte, 0, len(rec.RawSample)*guess)
 		// Never block in the batch: what is left may be only discarded
 		// records (wake-ups), and the batch must go now.
@@ -98,7 +101,7 @@ func (s *stream) run() {
 			off := len(buf)
 			buf = append(buf, rec.RawSample...)
 			batch = append(batch, Event{Probe: s.probe, Stream: s.cfg.Name, Seq: s.seq.Add(1), Time: now, Raw: buf[off:len(buf):len(buf)]})
-			if len(batch) == maxBatch || s.rd.AvailableBytes() == 0 {
+			if len(batch) == maxBatch || rec.Remaining == 0 {
 				break
 			}
 			if err := s.rd.ReadInto(&rec); err != nil {

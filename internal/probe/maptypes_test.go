@@ -237,3 +237,49 @@ func TestSubscriptionEndsOnUnload(t *testing.T) {
 		t.Fatal("the subscription did not end when its probe was unloaded")
 	}
 }
+
+// TestUnloadWhileStreaming: unloading a probe whose ring buffer is being
+// filled and read does not crash the reader (it once asked the closed
+// reader how much was pending and faulted).
+func TestUnloadWhileStreaming(t *testing.T) {
+	requireBPF(t)
+	m := newTestManager(t)
+	man := &Manifest{Name: "ev", Programs: []Program{{Name: "fill", Hook: "xdp"}},
+		Events: []EventStream{{Name: "records", Map: "ringbuf", Type: "struct event"}}}
+	pkt := make([]byte, 64)
+	for i := 0; i < 30; i++ {
+		if _, err := m.Load(context.Background(), LoadRequest{Manifest: man, Object: testobj.Object(), Detached: true}); err != nil {
+			t.Fatal(err)
+		}
+		ch, cancel, err := m.SubscribeBatch("ev", "records")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		filled := make(chan struct{})
+		go func() {
+			defer close(filled)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := m.TestRun("ev", "fill", pkt, 64); err != nil {
+					return // unloaded
+				}
+			}
+		}()
+		go func() {
+			for range ch {
+			}
+		}()
+		time.Sleep(time.Duration(i%7) * 300 * time.Microsecond)
+		if err := m.Unload("ev"); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		<-filled
+		cancel()
+	}
+}
