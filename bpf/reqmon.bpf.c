@@ -75,7 +75,39 @@ enum rq_stat {
 	RQ_ST_UNATTRIBUTED_CPU_NS = 3,
 	RQ_ST_UNATTRIBUTED_EVENTS = 4,
 	RQ_ST_THREADS_FULL = 5,
-	RQ_ST_MAX = 6,
+	RQ_ST_PASSED = 6, /* completed inside a benign box: not emitted */
+	RQ_ST_MAX = 7,
+};
+
+/* The agent's benign boxes (see rq_benign): a completed request whose
+ * every resource is at most a box's bound cannot score as an anomaly (the
+ * model's score only grows with each resource), so it is counted, not
+ * streamed. Resources in the order of enum rq_feature. */
+enum rq_feature {
+	RQ_F_CPU_NS = 0,
+	RQ_F_FAULTS = 1,
+	RQ_F_MEM = 2,
+	RQ_F_RX = 3,
+	RQ_F_TX = 4,
+	RQ_F_BACKEND = 5,
+	RQ_F_IDLE_NS = 6,
+	RQ_F_IO_CALLS = 7,
+	RQ_NFEATURES = 8,
+};
+
+#define RQ_MAX_BOXES 16
+
+struct rq_box {
+	__u64 max[RQ_NFEATURES];
+};
+
+/* rq_filter[0]: how many boxes of rq_boxes are in use (0: stream every
+ * completed request, as when training); of the requests inside a box, those
+ * whose id has no bit of sample_mask set are streamed anyway (a sample of
+ * the benign ones for the agent's views). */
+struct rq_filter_val {
+	__u32 nboxes;
+	__u32 sample_mask;
 };
 
 struct rq_stat_val {
@@ -128,10 +160,12 @@ struct rq_record {
 	__u32 pad;
 };
 
+/* Local port -> 1 if some socket listens on it (any namespace): an array,
+ * whose lookup the verifier inlines (one per socket event). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u16);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
 	__type(value, __u8);
 } listen_ports SEC(".maps");
 
@@ -171,6 +205,20 @@ struct {
 } done SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RQ_MAX_BOXES);
+	__type(key, __u32);
+	__type(value, struct rq_box);
+} rq_boxes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rq_filter_val);
+} rq_filter SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, RQ_ST_MAX);
 	__type(key, __u32);
@@ -188,6 +236,7 @@ struct {
 const struct rq_record *unused_rq_record __attribute__((unused));
 const enum rq_reason *unused_rq_reason __attribute__((unused));
 const enum rq_stat *unused_rq_stat __attribute__((unused));
+const enum rq_feature *unused_rq_feature __attribute__((unused));
 
 static __always_inline void stat_add(__u32 i, __u64 n)
 {
@@ -208,11 +257,58 @@ static __always_inline __u64 next_id(void)
 	return ((__u64)bpf_get_smp_processor_id() << 48) | (n & 0xffffffffffffULL);
 }
 
+/* rq_benign: the completed request fits one of the agent's benign boxes.
+ * Its resources as the agent's vector has them (internal/reqmon sampleOf):
+ * a completed request ends at its last I/O. */
+static __always_inline bool rq_benign(const struct rq_req *r)
+{
+	__u32 zero = 0;
+	struct rq_filter_val *f = bpf_map_lookup_elem(&rq_filter, &zero);
+	__u64 v[RQ_NFEATURES], end, dur;
+	__u32 n;
+
+	if (!f || !f->nboxes || (f->sample_mask && !(r->id & f->sample_mask)))
+		return false;
+	n = f->nboxes;
+	end = r->last_io_ns > r->start_ns ? r->last_io_ns : r->start_ns;
+	dur = end - r->start_ns;
+	v[RQ_F_CPU_NS] = r->cpu_ns;
+	v[RQ_F_FAULTS] = r->faults;
+	v[RQ_F_MEM] = r->mem_bytes;
+	v[RQ_F_RX] = r->rx_bytes;
+	v[RQ_F_TX] = r->tx_bytes;
+	v[RQ_F_BACKEND] = r->backend_bytes;
+	v[RQ_F_IDLE_NS] = dur > r->cpu_ns ? dur - r->cpu_ns : 0;
+	v[RQ_F_IO_CALLS] = (__u64)r->rx_calls + r->tx_calls;
+	for (__u32 i = 0; i < RQ_MAX_BOXES && i < n; i++) {
+		__u32 key = i;
+		struct rq_box *b = bpf_map_lookup_elem(&rq_boxes, &key);
+		bool in = true;
+
+		if (!b)
+			break;
+		for (int j = 0; j < RQ_NFEATURES; j++) {
+			if (v[j] > b->max[j]) {
+				in = false;
+				break;
+			}
+		}
+		if (in)
+			return true;
+	}
+	return false;
+}
+
 static __always_inline void emit(struct rq_key *k, struct rq_req *r, __u64 now, __u32 reason)
 {
-	struct rq_record *rec = bpf_ringbuf_reserve(&done, sizeof(*rec), 0);
+	struct rq_record *rec;
 
 	stat_add(RQ_ST_COMPLETED, 1);
+	if (rq_benign(r)) {
+		stat_add(RQ_ST_PASSED, 1);
+		return;
+	}
+	rec = bpf_ringbuf_reserve(&done, sizeof(*rec), 0);
 	if (!rec) {
 		stat_add(RQ_ST_RINGBUF_FULL, 1);
 		return;
@@ -241,12 +337,14 @@ static __always_inline void fill_tuple(struct rq_req *r, const struct sock *sk)
 /* server_side: a TCP socket whose local port is a listening port. */
 static __always_inline bool server_side(struct sock *sk, __u16 family, __u16 protocol)
 {
-	__u16 lport;
+	__u32 lport;
+	__u8 *on;
 
 	if (protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
 		return false;
 	lport = sk->__sk_common.skc_num;
-	return bpf_map_lookup_elem(&listen_ports, &lport) != NULL;
+	on = bpf_map_lookup_elem(&listen_ports, &lport);
+	return on && *on;
 }
 
 static __always_inline struct rq_thread *thread_of(__u32 tid, __u32 tgid, bool create)
@@ -473,7 +571,7 @@ int BPF_PROG(reqmon_state, const struct sock *sk, const int oldstate, const int 
 	struct rq_key k = {};
 	struct rq_req *r;
 	__u32 *owner;
-	__u16 port;
+	__u32 port;
 	__u8 one = 1;
 
 	if (sk->sk_protocol != IPPROTO_TCP)

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -40,7 +41,10 @@ import (
 	rqprobe "github.com/rampart-shield/rampart/probes/reqmon"
 )
 
-var keepHooks *string
+var (
+	keepHooks  *string
+	sweepEvery *time.Duration
+)
 
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds; each runs both configurations, in alternating order")
@@ -51,7 +55,12 @@ func main() {
 	only := flag.String("server", "", "run only this server (nginx or node)")
 	confList := flag.String("confs", "none,empty,kernel,reqmon", "configurations: none, empty (programs that only return, on the hot hooks), kernel (the probe, no reader), reqmon (the watch)")
 	keepHooks = flag.String("keep-hooks", "", "probe-only runs: attach only the reqmon programs whose hook matches this regexp (e.g. sock_(recv|send)), to split the kernel cost by hook")
+	sweepEvery = flag.Duration("sweep", 0, "the watch's sweep interval (0: reqmon's default)")
+	pin := flag.Bool("pin", true, "pin the server (one nginx worker) to CPU 0 and wrk to CPU 1, as when the load comes from elsewhere; the agent is not pinned and its CPU is reported")
 	flag.Parse()
+	if *pin {
+		wrkPrefix = []string{"taskset", "-c", "1"}
+	}
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
@@ -73,6 +82,10 @@ func main() {
 	}
 	defer m.Close()
 
+	opts := apps.Options{}
+	if *pin {
+		opts.Workers = 1
+	}
 	for _, c := range []struct {
 		name  string
 		start func(context.Context, apps.Options) (*apps.Server, error)
@@ -84,16 +97,23 @@ func main() {
 		if *only != "" && c.name != *only {
 			continue
 		}
-		srv, err := c.start(ctx, apps.Options{})
+		srv, err := c.start(ctx, opts)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v (skipped)\n", c.name, err)
 			continue
+		}
+		if *pin {
+			for _, pid := range srv.PIDs() {
+				if out, err := exec.Command("taskset", "-a", "-cp", "0", strconv.Itoa(pid)).CombinedOutput(); err != nil {
+					fatal(fmt.Sprintf("pin %s %d: %v %s", c.name, pid, err, out))
+				}
+			}
 		}
 		// The model the watched runs detect with, trained once on this
 		// server's load (in use, training happens once per window: the
 		// steady state is detection; training time is benchmarked apart).
 		model := train(ctx, m, srv, func() { wrk(srv.URL+c.path, 3, *conns, *threads) })
-		res := map[string][]float64{}
+		res, agentCPU := map[string][]float64{}, map[string][]float64{}
 		confs := strings.Split(*confList, ",")
 		for r := 0; r < *rounds; r++ {
 			for i := range confs {
@@ -107,18 +127,21 @@ func main() {
 				case "reqmon":
 					stop = watch(ctx, m, srv, model)
 				}
+				cpu0, t0 := selfCPU(), time.Now()
 				rps := wrk(srv.URL+c.path, *secs, *conns, *threads)
+				cpu := (selfCPU() - cpu0).Seconds() / time.Since(t0).Seconds()
 				if stop != nil {
 					stop()
 				}
 				res[conf] = append(res[conf], rps)
-				fmt.Printf("%-6s round %d %-8s %9.0f req/s\n", c.name, r+1, conf, rps)
+				agentCPU[conf] = append(agentCPU[conf], cpu)
+				fmt.Printf("%-6s round %d %-8s %9.0f req/s  agent %.3f cores\n", c.name, r+1, conf, rps, cpu)
 			}
 		}
 		srv.Close()
 		mb, me, mk, mw := stats.Median(res["none"]), stats.Median(res["empty"]), stats.Median(res["kernel"]), stats.Median(res["reqmon"])
-		fmt.Printf("%-6s median req/s: none %.0f, empty programs on the hot hooks %.0f (ratio %.3f), probe only (no reader) %.0f (ratio %.3f), reqmon watch %.0f (ratio %.3f, loss %.1f%%; target <= 5%%)\n\n",
-			c.name, mb, me, me/mb, mk, mk/mb, mw, mw/mb, 100*(1-mw/mb))
+		fmt.Printf("%-6s median req/s: none %.0f, empty programs on the hot hooks %.0f (ratio %.3f), probe only (no reader) %.0f (ratio %.3f), reqmon watch %.0f (ratio %.3f, loss %.1f%%; target <= 5%%); the watch's agent used %.3f cores\n\n",
+			c.name, mb, me, me/mb, mk, mk/mb, mw, mw/mb, 100*(1-mw/mb), stats.Median(agentCPU["reqmon"]))
 	}
 }
 
@@ -148,7 +171,7 @@ func train(ctx context.Context, m *probe.Manager, srv *apps.Server, load func())
 // detector running on model (the cost measured is the probe, the sweeps
 // and the scoring of every request, completed and in flight).
 func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *kmeans.Model) func() {
-	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m, Probe: "reqmon-bench", Spec: apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true},
+	mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m, Probe: "reqmon-bench", Spec: apptarget.Spec{PIDs: []int{srv.MainPID}, Tree: true}, Sweep: *sweepEvery,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		fatal("watch: " + err.Error())
@@ -190,7 +213,7 @@ func kernelOnly(ctx context.Context, m *probe.Manager, srv *apps.Server) func() 
 	ports, _ := reqmon.ListeningPorts()
 	err = m.WithMaps("reqmon", func(maps map[string]*ebpf.Map) error {
 		for _, p := range ports {
-			maps["listen_ports"].Update(p, uint8(1), ebpf.UpdateAny)
+			maps["listen_ports"].Update(uint32(p), uint8(1), ebpf.UpdateAny)
 		}
 		return apptarget.Install(maps, r)
 	})
@@ -230,8 +253,19 @@ func emptyHooks() func() {
 
 var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
+// wrkPrefix runs wrk under taskset when -pin.
+var wrkPrefix []string
+
+// selfCPU is the CPU time this process (the agent side) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func wrk(url string, secs, conns, threads int) float64 {
-	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", url).CombinedOutput()
+	args := append(append([]string{}, wrkPrefix...), "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", url)
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		fatal(fmt.Sprintf("wrk: %v\n%s", err, out))
 	}

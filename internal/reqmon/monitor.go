@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/bits"
 	"os"
 	"strconv"
 	"strings"
@@ -90,6 +92,10 @@ type Stats struct {
 	RingbufLost     uint64 `json:"ringbuf_lost"`
 	Unattributed    uint64 `json:"unattributed_cpu_ns"`
 	ThreadsFull     uint64 `json:"threads_full"`
+	// Passed counts completed requests the kernel found inside a benign
+	// box (SetBenign) and did not stream: counted in KernelCompleted, not
+	// in Completed.
+	Passed uint64 `json:"passed_in_kernel"`
 	// Evicted estimates requests the LRU table dropped before they
 	// completed: started - completed - in flight.
 	Evicted int64 `json:"evicted"`
@@ -107,6 +113,12 @@ type Monitor struct {
 	inflight []Sample
 	stats    Stats
 	quietIDs map[uint64]bool // completed by the agent; the kernel may emit them again
+
+	// The sweeper's own: buffers kept from one sweep to the next.
+	tables   rq.Tables
+	running  map[rq.Key]uint64
+	live     []Sample
+	quietBuf []rq.Request
 
 	completed, quiet, sweeps, decErr atomic.Uint64
 }
@@ -157,7 +169,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 			return fmt.Errorf("probe %s has no %s map: not a reqmon probe", o.Probe, rq.MapListen)
 		}
 		for _, p := range ports {
-			if err := lp.Update(p, uint8(1), ebpf.UpdateAny); err != nil {
+			if err := lp.Update(uint32(p), uint8(1), ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("listening port %d: %w", p, err)
 			}
 		}
@@ -170,7 +182,7 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Monitor{opts: o, done: make(chan Sample, 8192), cancelSub: cancel, stop: make(chan struct{}), quietIDs: map[uint64]bool{}}
+	m := &Monitor{opts: o, done: make(chan Sample, 8192), cancelSub: cancel, stop: make(chan struct{}), quietIDs: map[uint64]bool{}, running: map[rq.Key]uint64{}}
 	o.Log.Info("watching requests", "targets", o.Spec.String(), "processes", len(r.TGIDs), "listening_ports", len(ports))
 	m.wg.Add(2)
 	go m.readStream(ch)
@@ -291,44 +303,36 @@ func (m *Monitor) sweepLoop() {
 
 // Sweep reads the tables once (the loop does it every Options.Sweep).
 func (m *Monitor) sweep() error {
-	reqs, err := m.opts.Manager.ReadRaw(m.opts.Probe, rq.MapReqs)
-	if err != nil {
-		return err
-	}
-	ths, err := m.opts.Manager.ReadRaw(m.opts.Probe, rq.MapThreads)
-	if err != nil {
-		return err
-	}
 	now := Now()
-	running := map[rq.Key]uint64{}
-	for _, e := range ths {
-		if len(e.Values) == 0 {
-			continue
+	clear(m.running)
+	live, quiet := m.live[:0], m.quietBuf[:0]
+	err := m.opts.Manager.WithMaps(m.opts.Probe, func(maps map[string]*ebpf.Map) error {
+		reqs, ths := maps[rq.MapReqs], maps[rq.MapThreads]
+		if reqs == nil || ths == nil {
+			return fmt.Errorf("probe %s has no %s/%s tables", m.opts.Probe, rq.MapReqs, rq.MapThreads)
 		}
-		th, err := rq.DecodeThread(e.Key, e.Values[0])
-		if err != nil || th.Req.Sk == 0 || th.Since == 0 || th.Since > now {
-			continue
+		// Threads first: a request's running part is now - since of the
+		// threads on CPU for it.
+		if err := m.tables.Threads(ths, func(th rq.Thread) {
+			if th.Req.Sk != 0 && th.Since != 0 && th.Since <= now {
+				m.running[th.Req] += now - th.Since
+			}
+		}); err != nil {
+			return err
 		}
-		running[th.Req] += now - th.Since
+		return m.tables.Reqs(reqs, func(r rq.Request) {
+			run := m.running[r.Key]
+			if r.Phase == rq.PhaseResponding && run == 0 && r.LastIO+uint64(m.opts.Quiet) < now {
+				quiet = append(quiet, r)
+				return
+			}
+			live = append(live, sampleOf(r, now, true, run, 0))
+		})
+	})
+	if err != nil {
+		return err
 	}
-	var live []Sample
-	var quiet []rq.Request
-	for _, e := range reqs {
-		if len(e.Values) == 0 {
-			continue
-		}
-		r, err := rq.DecodeReq(e.Key, e.Values[0])
-		if err != nil {
-			m.decErr.Add(1)
-			continue
-		}
-		run := running[r.Key]
-		if r.Phase == rq.PhaseResponding && run == 0 && r.LastIO+uint64(m.opts.Quiet) < now {
-			quiet = append(quiet, r)
-			continue
-		}
-		live = append(live, sampleOf(r, now, true, run, 0))
-	}
+	m.quietBuf = quiet
 	if len(quiet) > 0 {
 		_ = m.opts.Manager.WithMaps(m.opts.Probe, func(maps map[string]*ebpf.Map) error {
 			mp := maps[rq.MapReqs]
@@ -352,9 +356,65 @@ func (m *Monitor) sweep() error {
 	}
 	m.sweeps.Add(1)
 	m.mu.Lock()
-	m.inflight = live
+	// InFlight hands out copies: the previous sweep's slice is free for
+	// the next one.
+	m.inflight, m.live = live, m.inflight[:0]
 	m.mu.Unlock()
 	return nil
+}
+
+// SetBenign installs benign boxes in the kernel: a completed request whose
+// every resource (Features order) is at most a box's bound is counted
+// there (Stats.Passed) instead of streamed, except one in sampleEvery
+// (rounded up to a power of two; 0 or 1: none), which are streamed
+// anyway. A bound of +Inf leaves its resource free; a box with a negative
+// bound holds nothing and is left out. No boxes turn the filter off:
+// every completed request is streamed. At most rq.MaxBoxes boxes.
+func (m *Monitor) SetBenign(boxes [][NFeatures]float64, sampleEvery int) error {
+	if len(boxes) > rq.MaxBoxes {
+		return fmt.Errorf("reqmon: %d benign boxes, the kernel holds %d", len(boxes), rq.MaxBoxes)
+	}
+	var kb []rq.Box
+	for _, b := range boxes {
+		var k rq.Box
+		ok := true
+		for j, v := range b {
+			switch {
+			case v < 0 || math.IsNaN(v):
+				ok = false
+			case v >= math.MaxUint64:
+				k.Max[j] = math.MaxUint64
+			default:
+				k.Max[j] = uint64(v)
+			}
+		}
+		if ok {
+			kb = append(kb, k)
+		}
+	}
+	mask := uint32(0)
+	if sampleEvery > 1 {
+		mask = uint32(1)<<bits.Len32(uint32(sampleEvery-1)) - 1
+	}
+	return m.opts.Manager.WithMaps(m.opts.Probe, func(maps map[string]*ebpf.Map) error {
+		bm, fm := maps[rq.MapBoxes], maps[rq.MapFilter]
+		if bm == nil || fm == nil {
+			return fmt.Errorf("probe %s has no %s/%s maps: an older reqmon", m.opts.Probe, rq.MapBoxes, rq.MapFilter)
+		}
+		// Off first, so the kernel never reads a half-written set.
+		if err := fm.Update(uint32(0), rq.Filter{}, ebpf.UpdateAny); err != nil {
+			return err
+		}
+		for i, k := range kb {
+			if err := bm.Update(uint32(i), k, ebpf.UpdateAny); err != nil {
+				return err
+			}
+		}
+		if len(kb) == 0 {
+			return nil
+		}
+		return fm.Update(uint32(0), rq.Filter{Nboxes: uint32(len(kb)), SampleMask: mask}, ebpf.UpdateAny)
+	})
 }
 
 // Stats returns the monitor's and the kernel's counters.
@@ -385,6 +445,8 @@ func (m *Monitor) Stats() Stats {
 				s.Unattributed = n
 			case 5:
 				s.ThreadsFull = n
+			case rq.StatPassed:
+				s.Passed = n
 			}
 		}
 	}

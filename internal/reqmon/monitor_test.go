@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -438,4 +439,68 @@ func processCPU(t *testing.T, pid int) float64 {
 		t.Fatal(err)
 	}
 	return float64(n) * 1000 / procstat.UserHZ
+}
+
+// TestBenignFilter: with a benign box installed, completed requests
+// inside it are counted in the kernel and not streamed (but for the
+// sample), and a request outside it (more CPU than the box allows) still
+// streams; without boxes every request streams again.
+func TestBenignFilter(t *testing.T) {
+	m := newManager(t)
+	srv := startServer(t, "threads")
+	pid := srv.cmd.Process.Pid
+	mon := startMonitor(t, m, apptarget.Spec{PIDs: []int{pid}})
+	var box [reqmon.NFeatures]float64
+	for j := range box {
+		box[j] = math.Inf(1)
+	}
+	box[reqmon.FCPU] = 50e6 // 50 ms
+	if err := mon.SetBenign([][reqmon.NFeatures]float64{box}, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := mon.Stats()
+	c := dial(t, srv.addr)
+	const n = 40
+	for i := 0; i < n; i++ {
+		c.get(t, "/hello")
+	}
+	c.get(t, "/spin?ms=200")
+	c.get(t, "/hello") // completes the spin (keep-alive)
+	got := collect(t, mon, pid, 1, 10*time.Second)
+	if cpu := time.Duration(got[0].Vector[reqmon.FCPU]); cpu < 100*time.Millisecond {
+		t.Fatalf("the first streamed request has %v of CPU: a benign one got through the box (%+v)", cpu, got[0].Request)
+	}
+	st := mon.Stats()
+	if p := st.Passed - before.Passed; p < n {
+		t.Errorf("%d requests passed in the kernel, want at least %d", p, n)
+	}
+	// Off: the next requests stream.
+	if err := mon.SetBenign(nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.get(t, "/hello")
+	c.get(t, "/hello")
+	c.c.Close()
+	collect(t, mon, pid, 2, 10*time.Second)
+	for quiet := false; !quiet; {
+		select {
+		case <-mon.Completed():
+		case <-time.After(500 * time.Millisecond):
+			quiet = true
+		}
+	}
+
+	// A sample of one in 4 (of the requests inside the box) streams.
+	if err := mon.SetBenign([][reqmon.NFeatures]float64{box}, 4); err != nil {
+		t.Fatal(err)
+	}
+	c = dial(t, srv.addr)
+	for i := 0; i < 64; i++ {
+		c.get(t, "/hello")
+	}
+	c.c.Close()
+	collect(t, mon, pid, 8, 10*time.Second)
+	if _, err := mon.Stats(), mon.SetBenign(make([][reqmon.NFeatures]float64, 17), 0); err == nil {
+		t.Error("17 boxes accepted: the kernel holds 16")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rampart-shield/rampart/internal/alert"
 	"github.com/rampart-shield/rampart/internal/detect/kmeans"
+	rq "github.com/rampart-shield/rampart/probes/reqmon"
 )
 
 // DefaultDetectFeatures are the features the detector models by default:
@@ -59,6 +61,13 @@ type DetectorConfig struct {
 	// a block alert for that address (default 3 in 10 minutes; -1 never).
 	BlockAfter  int           `json:"block_after"`
 	BlockWindow time.Duration `json:"block_window"`
+	// ScoreAll scores every completed request in the agent. By default,
+	// once a model is in use, the kernel drops the completed requests the
+	// model is sure to accept (its benign boxes, kmeans.BenignBoxes) and
+	// streams the rest, plus one in SampleEvery of the dropped ones (the
+	// test set and the API's recent requests then hold that sample).
+	ScoreAll    bool `json:"score_all,omitempty"`
+	SampleEvery int  `json:"sample_every,omitempty"`
 }
 
 func (c *DetectorConfig) defaults() {
@@ -95,6 +104,9 @@ func (c *DetectorConfig) defaults() {
 	}
 	if c.BlockWindow <= 0 {
 		c.BlockWindow = 10 * time.Minute
+	}
+	if c.SampleEvery <= 0 {
+		c.SampleEvery = 64
 	}
 }
 
@@ -185,6 +197,7 @@ func (s *Service) init() error {
 		s.model = m
 		s.status.Phase = PhaseDetecting
 		s.status.K = m.K()
+		s.filter(m)
 	}
 	if s.Config.OutDir != "" {
 		f, err := openOutFiles(s.Config.OutDir, s.Config.Features)
@@ -298,6 +311,34 @@ func (s *Service) fit() {
 	s.status.K = m.K()
 	s.status.Error = ""
 	s.mu.Unlock()
+	s.filter(m)
+}
+
+// filter hands the model's benign boxes to the kernel (unless ScoreAll):
+// the requests inside them would score below 1 here.
+func (s *Service) filter(m *kmeans.Model) {
+	if s.Config.ScoreAll {
+		return
+	}
+	var boxes [][NFeatures]float64
+	for _, mb := range m.BenignBoxes() {
+		var b [NFeatures]float64
+		for j := range b {
+			b[j] = math.Inf(1) // not modelled: free
+		}
+		for i, c := range s.cols {
+			b[c] = mb[i]
+		}
+		boxes = append(boxes, b)
+	}
+	if len(boxes) > rq.MaxBoxes {
+		boxes = boxes[:rq.MaxBoxes]
+	}
+	if err := s.Monitor.SetBenign(boxes, s.Config.SampleEvery); err != nil {
+		s.Log.Warn("benign boxes not installed: every request is scored here", "watch", s.Name, "err", err)
+		return
+	}
+	s.Log.Info("benign boxes installed in the kernel", "watch", s.Name, "boxes", len(boxes), "sample_every", s.Config.SampleEvery)
 }
 
 // sweep scores every request in flight.

@@ -2,9 +2,12 @@ package reqmon
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"unsafe"
+
+	"github.com/cilium/ebpf"
 )
 
 // Map and stream names in the manifest.
@@ -14,11 +17,31 @@ const (
 	MapThreads  = "threads"
 	MapListen   = "listen_ports"
 	MapStats    = "rq_stats"
+	MapBoxes    = "rq_boxes"  // the agent's benign boxes (rq_box)
+	MapFilter   = "rq_filter" // how many boxes are in use (rq_filter_val)
 	StreamDone  = "requests"
 	ParamAll    = "rp_watch_all"
 	ParamMemory = "track_memory"
 	ParamFaults = "track_faults"
 )
+
+// MaxBoxes is how many benign boxes the kernel holds; NFeatures is the
+// number of resources in a box, in the order of enum rq_feature.
+const (
+	MaxBoxes  = 16
+	NFeatures = int(reqmonRqFeatureRQ_NFEATURES)
+)
+
+// Box is one benign box: a completed request with every resource at most
+// Max is counted in the kernel (stat StatPassed), not streamed.
+type Box = reqmonRqBox
+
+// Filter is rq_filter's value. SampleMask streams one benign request in
+// SampleMask+1 anyway (a power of two minus one; 0 none).
+type Filter = reqmonRqFilterVal
+
+// StatPassed indexes rq_stats: completed requests inside a benign box.
+const StatPassed = uint32(reqmonRqStatRQ_ST_PASSED)
 
 // Phase of a request.
 const (
@@ -171,4 +194,54 @@ func ReqKeyBytes(k Key) []byte {
 	binary.LittleEndian.PutUint64(b, k.Sk)
 	binary.LittleEndian.PutUint32(b[8:], k.TGID)
 	return b
+}
+
+// Tables reads the `reqs` and `threads` tables with batch lookups into
+// buffers it keeps from one read to the next: the agent sweeps them every
+// few tens of milliseconds, and fresh buffers sized for the tables (what a
+// generic read allocates) cost the watched server more than the sweep
+// itself, in memory bandwidth and cache. Not safe for concurrent use.
+type Tables struct {
+	rk []reqmonRqKey
+	rv []reqmonRqReq
+	tk []uint32
+	tv []reqmonRqThread
+}
+
+// tableChunk is the entries read per batch call.
+const tableChunk = 256
+
+// Reqs calls fn for every entry of a `reqs` table.
+func (t *Tables) Reqs(m *ebpf.Map, fn func(Request)) error {
+	if t.rk == nil {
+		t.rk, t.rv = make([]reqmonRqKey, tableChunk), make([]reqmonRqReq, tableChunk)
+	}
+	return batchAll(m, t.rk, t.rv, func(i int) { fn(decodeReq(t.rk[i], &t.rv[i])) })
+}
+
+// Threads calls fn for every entry of a `threads` table.
+func (t *Tables) Threads(m *ebpf.Map, fn func(Thread)) error {
+	if t.tk == nil {
+		t.tk, t.tv = make([]uint32, tableChunk), make([]reqmonRqThread, tableChunk)
+	}
+	return batchAll(m, t.tk, t.tv, func(i int) {
+		v := &t.tv[i]
+		fn(Thread{TID: t.tk[i], TGID: v.Tgid, Req: Key{Sk: v.Req.Sk, TGID: v.Req.Tgid}, Since: v.Since})
+	})
+}
+
+func batchAll[K, V any](m *ebpf.Map, keys []K, vals []V, each func(int)) error {
+	var c ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&c, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			each(i)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reqmon: read %s: %w", m, err)
+		}
+	}
 }

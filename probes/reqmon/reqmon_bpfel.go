@@ -31,6 +31,31 @@ type reqmonRpTargetStatVal struct {
 	N uint64
 }
 
+type reqmonRqBox struct {
+	_   structs.HostLayout
+	Max [8]uint64
+}
+
+type reqmonRqFeature uint32
+
+const (
+	reqmonRqFeatureRQ_F_CPU_NS   reqmonRqFeature = 0
+	reqmonRqFeatureRQ_F_FAULTS   reqmonRqFeature = 1
+	reqmonRqFeatureRQ_F_MEM      reqmonRqFeature = 2
+	reqmonRqFeatureRQ_F_RX       reqmonRqFeature = 3
+	reqmonRqFeatureRQ_F_TX       reqmonRqFeature = 4
+	reqmonRqFeatureRQ_F_BACKEND  reqmonRqFeature = 5
+	reqmonRqFeatureRQ_F_IDLE_NS  reqmonRqFeature = 6
+	reqmonRqFeatureRQ_F_IO_CALLS reqmonRqFeature = 7
+	reqmonRqFeatureRQ_NFEATURES  reqmonRqFeature = 8
+)
+
+type reqmonRqFilterVal struct {
+	_          structs.HostLayout
+	Nboxes     uint32
+	SampleMask uint32
+}
+
 type reqmonRqKey struct {
 	_    structs.HostLayout
 	Sk   uint64
@@ -89,7 +114,8 @@ const (
 	reqmonRqStatRQ_ST_UNATTRIBUTED_CPU_NS reqmonRqStat = 3
 	reqmonRqStatRQ_ST_UNATTRIBUTED_EVENTS reqmonRqStat = 4
 	reqmonRqStatRQ_ST_THREADS_FULL        reqmonRqStat = 5
-	reqmonRqStatRQ_ST_MAX                 reqmonRqStat = 6
+	reqmonRqStatRQ_ST_PASSED              reqmonRqStat = 6
+	reqmonRqStatRQ_ST_MAX                 reqmonRqStat = 7
 )
 
 type reqmonRqStatVal struct {
@@ -109,34 +135,37 @@ type reqmonRqThread struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reqmonMapDone           = "done"
-	reqmonMapListenPorts    = "listen_ports"
-	reqmonMapReqs           = "reqs"
-	reqmonMapRpCgroups      = "rp_cgroups"
-	reqmonMapRpExecs        = "rp_execs"
-	reqmonMapRpTargetCfg    = "rp_target_cfg"
-	reqmonMapRpTargetStats  = "rp_target_stats"
-	reqmonMapRpTgids        = "rp_tgids"
-	reqmonMapRqSeq          = "rq_seq"
-	reqmonMapRqStats        = "rq_stats"
-	reqmonMapRssLast        = "rss_last"
-	reqmonMapSkOwner        = "sk_owner"
-	reqmonMapThreads        = "threads"
-	reqmonProgReqmonExec    = "reqmon_exec"
-	reqmonProgReqmonExit    = "reqmon_exit"
-	reqmonProgReqmonFault   = "reqmon_fault"
-	reqmonProgReqmonFork    = "reqmon_fork"
-	reqmonProgReqmonRecv    = "reqmon_recv"
-	reqmonProgReqmonRss     = "reqmon_rss"
-	reqmonProgReqmonSend    = "reqmon_send"
-	reqmonProgReqmonState   = "reqmon_state"
-	reqmonProgReqmonSwitch  = "reqmon_switch"
-	reqmonVarRpWatchAll     = "rp_watch_all"
-	reqmonVarTrackFaults    = "track_faults"
-	reqmonVarTrackMemory    = "track_memory"
-	reqmonVarUnusedRqReason = "unused_rq_reason"
-	reqmonVarUnusedRqRecord = "unused_rq_record"
-	reqmonVarUnusedRqStat   = "unused_rq_stat"
+	reqmonMapDone            = "done"
+	reqmonMapListenPorts     = "listen_ports"
+	reqmonMapReqs            = "reqs"
+	reqmonMapRpCgroups       = "rp_cgroups"
+	reqmonMapRpExecs         = "rp_execs"
+	reqmonMapRpTargetCfg     = "rp_target_cfg"
+	reqmonMapRpTargetStats   = "rp_target_stats"
+	reqmonMapRpTgids         = "rp_tgids"
+	reqmonMapRqBoxes         = "rq_boxes"
+	reqmonMapRqFilter        = "rq_filter"
+	reqmonMapRqSeq           = "rq_seq"
+	reqmonMapRqStats         = "rq_stats"
+	reqmonMapRssLast         = "rss_last"
+	reqmonMapSkOwner         = "sk_owner"
+	reqmonMapThreads         = "threads"
+	reqmonProgReqmonExec     = "reqmon_exec"
+	reqmonProgReqmonExit     = "reqmon_exit"
+	reqmonProgReqmonFault    = "reqmon_fault"
+	reqmonProgReqmonFork     = "reqmon_fork"
+	reqmonProgReqmonRecv     = "reqmon_recv"
+	reqmonProgReqmonRss      = "reqmon_rss"
+	reqmonProgReqmonSend     = "reqmon_send"
+	reqmonProgReqmonState    = "reqmon_state"
+	reqmonProgReqmonSwitch   = "reqmon_switch"
+	reqmonVarRpWatchAll      = "rp_watch_all"
+	reqmonVarTrackFaults     = "track_faults"
+	reqmonVarTrackMemory     = "track_memory"
+	reqmonVarUnusedRqFeature = "unused_rq_feature"
+	reqmonVarUnusedRqReason  = "unused_rq_reason"
+	reqmonVarUnusedRqRecord  = "unused_rq_record"
+	reqmonVarUnusedRqStat    = "unused_rq_stat"
 )
 
 // loadReqmon returns the embedded CollectionSpec for reqmon.
@@ -204,6 +233,8 @@ type reqmonMapSpecs struct {
 	RpTargetCfg   *ebpf.MapSpec `ebpf:"rp_target_cfg"`
 	RpTargetStats *ebpf.MapSpec `ebpf:"rp_target_stats"`
 	RpTgids       *ebpf.MapSpec `ebpf:"rp_tgids"`
+	RqBoxes       *ebpf.MapSpec `ebpf:"rq_boxes"`
+	RqFilter      *ebpf.MapSpec `ebpf:"rq_filter"`
 	RqSeq         *ebpf.MapSpec `ebpf:"rq_seq"`
 	RqStats       *ebpf.MapSpec `ebpf:"rq_stats"`
 	RssLast       *ebpf.MapSpec `ebpf:"rss_last"`
@@ -215,12 +246,13 @@ type reqmonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reqmonVariableSpecs struct {
-	RpWatchAll     *ebpf.VariableSpec `ebpf:"rp_watch_all"`
-	TrackFaults    *ebpf.VariableSpec `ebpf:"track_faults"`
-	TrackMemory    *ebpf.VariableSpec `ebpf:"track_memory"`
-	UnusedRqReason *ebpf.VariableSpec `ebpf:"unused_rq_reason"`
-	UnusedRqRecord *ebpf.VariableSpec `ebpf:"unused_rq_record"`
-	UnusedRqStat   *ebpf.VariableSpec `ebpf:"unused_rq_stat"`
+	RpWatchAll      *ebpf.VariableSpec `ebpf:"rp_watch_all"`
+	TrackFaults     *ebpf.VariableSpec `ebpf:"track_faults"`
+	TrackMemory     *ebpf.VariableSpec `ebpf:"track_memory"`
+	UnusedRqFeature *ebpf.VariableSpec `ebpf:"unused_rq_feature"`
+	UnusedRqReason  *ebpf.VariableSpec `ebpf:"unused_rq_reason"`
+	UnusedRqRecord  *ebpf.VariableSpec `ebpf:"unused_rq_record"`
+	UnusedRqStat    *ebpf.VariableSpec `ebpf:"unused_rq_stat"`
 }
 
 // reqmonObjects contains all objects after they have been loaded into the kernel.
@@ -251,6 +283,8 @@ type reqmonMaps struct {
 	RpTargetCfg   *ebpf.Map `ebpf:"rp_target_cfg"`
 	RpTargetStats *ebpf.Map `ebpf:"rp_target_stats"`
 	RpTgids       *ebpf.Map `ebpf:"rp_tgids"`
+	RqBoxes       *ebpf.Map `ebpf:"rq_boxes"`
+	RqFilter      *ebpf.Map `ebpf:"rq_filter"`
 	RqSeq         *ebpf.Map `ebpf:"rq_seq"`
 	RqStats       *ebpf.Map `ebpf:"rq_stats"`
 	RssLast       *ebpf.Map `ebpf:"rss_last"`
@@ -268,6 +302,8 @@ func (m *reqmonMaps) Close() error {
 		m.RpTargetCfg,
 		m.RpTargetStats,
 		m.RpTgids,
+		m.RqBoxes,
+		m.RqFilter,
 		m.RqSeq,
 		m.RqStats,
 		m.RssLast,
@@ -280,12 +316,13 @@ func (m *reqmonMaps) Close() error {
 //
 // It can be passed to loadReqmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reqmonVariables struct {
-	RpWatchAll     *ebpf.Variable `ebpf:"rp_watch_all"`
-	TrackFaults    *ebpf.Variable `ebpf:"track_faults"`
-	TrackMemory    *ebpf.Variable `ebpf:"track_memory"`
-	UnusedRqReason *ebpf.Variable `ebpf:"unused_rq_reason"`
-	UnusedRqRecord *ebpf.Variable `ebpf:"unused_rq_record"`
-	UnusedRqStat   *ebpf.Variable `ebpf:"unused_rq_stat"`
+	RpWatchAll      *ebpf.Variable `ebpf:"rp_watch_all"`
+	TrackFaults     *ebpf.Variable `ebpf:"track_faults"`
+	TrackMemory     *ebpf.Variable `ebpf:"track_memory"`
+	UnusedRqFeature *ebpf.Variable `ebpf:"unused_rq_feature"`
+	UnusedRqReason  *ebpf.Variable `ebpf:"unused_rq_reason"`
+	UnusedRqRecord  *ebpf.Variable `ebpf:"unused_rq_record"`
+	UnusedRqStat    *ebpf.Variable `ebpf:"unused_rq_stat"`
 }
 
 // reqmonPrograms contains all programs after they have been loaded into the kernel.

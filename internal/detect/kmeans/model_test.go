@@ -459,3 +459,56 @@ func TestUnits(t *testing.T) {
 		t.Error("a negative unit was accepted")
 	}
 }
+
+// TestBenignBoxes: every vector inside a benign box scores below 1 (what
+// lets the kernel drop them unscored), the boxes hold most benign
+// requests (what makes the filter worth having), and anomalies stay out.
+func TestBenignBoxes(t *testing.T) {
+	m := threeBlobModel(t)
+	boxes := m.BenignBoxes()
+	if len(boxes) == 0 || len(boxes) > m.K() {
+		t.Fatalf("%d boxes for %d clusters", len(boxes), m.K())
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	x := make([]float64, len(testFeatures))
+	for _, b := range boxes {
+		if s := m.ScoreInFlight(b).Score; s >= 1 {
+			t.Fatalf("box corner %v scores %v", b, s)
+		}
+		for range 2000 {
+			for j := range x {
+				x[j] = math.Floor(b[j] * math.Pow(r.Float64(), 4))
+			}
+			if s := m.ScoreInFlight(x).Score; s >= 1 {
+				t.Fatalf("%v inside box %v scores %v", x, b, s)
+			}
+		}
+	}
+	inside := func(x []float64) bool {
+		for _, b := range boxes {
+			in := true
+			for j := range x {
+				in = in && x[j] <= b[j]
+			}
+			if in {
+				return true
+			}
+		}
+		return false
+	}
+	benign, _ := gen(77, threeBlobs, 3000)
+	n := 0
+	for _, x := range benign {
+		if inside(x) {
+			n++
+		}
+	}
+	if frac := float64(n) / float64(len(benign)); frac < 0.5 {
+		t.Errorf("boxes hold %.0f%% of benign requests, want most", 100*frac)
+	} else {
+		t.Logf("boxes hold %.1f%% of benign requests", 100*frac)
+	}
+	if redos := scaled(threeBlobs[0].centre, fCPU, 1e4); inside(redos) {
+		t.Errorf("a ReDoS vector %v is inside a box", redos)
+	}
+}

@@ -249,3 +249,33 @@ func (r Result) AlertFeatures(n int) []alert.Feature {
 	}
 	return out
 }
+
+// BenignBoxes returns, for each cluster, a box of whole resource amounts
+// (original units, the model's feature order) that ScoreInFlight accepts
+// entirely: every vector whose features are each at most the box's
+// bounds scores below 1, since the score never decreases as a feature
+// grows and the box's corner itself scores below 1 (checked here). A box
+// is the cube of half-width margin/√d cluster standard deviations around
+// the cluster's centre, shrunk until its corner passes; clusters whose
+// box cannot pass are left out. A filter in front of the model (the
+// kernel, for reqmon) may drop vectors inside a box unscored: nothing the
+// model would flag is lost.
+func (m *Model) BenignBoxes() [][]float64 {
+	d := len(m.norm.Features)
+	var boxes [][]float64
+	for c := range m.clusters {
+		cl := &m.clusters[c]
+		delta := 0.98 * cl.inflight / math.Sqrt(float64(d))
+		for try := 0; try < 8; try, delta = try+1, delta/2 {
+			b := make([]float64, d)
+			for j := range b {
+				b[j] = math.Floor(m.norm.original(j, cl.mean[j]+delta/cl.invStd[j]))
+			}
+			if m.ScoreInFlight(b).Score < 1 {
+				boxes = append(boxes, b)
+				break
+			}
+		}
+	}
+	return boxes
+}
