@@ -66,6 +66,34 @@ enum rq_reason {
 	RQ_NEXT_REQUEST = 1, /* a read after the response: keep-alive */
 	RQ_CLOSED = 2,       /* the server or the client closed */
 	RQ_EXITED = 3,       /* the process exited */
+	RQ_MAPPED = 4,       /* a request mapper's end function ran */
+};
+
+/* Request mappers (uprobes the agent attaches from a watch's config, for
+ * runtimes where the socket mapping is too coarse): program reqmon_mapN
+ * reads its action from rq_mappers[N]. A begin makes the thread work for
+ * request (id, tgid), taking over what the thread counted so far for the
+ * socket request it was reading (the request's headers are read before
+ * the server's request function runs); socket I/O then goes to it without
+ * switching requests, and an end completes it. */
+enum rq_map_action {
+	RQ_MAP_NONE = 0,
+	RQ_MAP_BEGIN = 1,
+	RQ_MAP_END = 2,
+};
+
+/* Where a mapper's request id comes from. */
+enum rq_map_id {
+	RQ_ID_ARG0 = 0, /* .. RQ_ID_ARG0 + 5: the function's arguments */
+	RQ_ID_RET = 6,	/* the return value (uretprobe) */
+	RQ_ID_TID = 7,	/* the thread: one request per thread at a time */
+};
+
+#define RQ_MAX_MAPPERS 8
+
+struct rq_mapper {
+	__u32 action; /* enum rq_map_action */
+	__u32 id;     /* enum rq_map_id */
 };
 
 enum rq_stat {
@@ -148,7 +176,7 @@ struct rq_thread {
 	struct rq_key req; /* the thread's current request; sk 0: none */
 	__u64 since;       /* on CPU since (ns); 0: off CPU */
 	__u32 tgid;
-	__u32 pad;
+	__u32 mapped;      /* req is a mapper's request (its sk is the id) */
 };
 
 /* A completed request, in the `done` ring buffer. */
@@ -206,6 +234,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RQ_MAX_MAPPERS);
+	__type(key, __u32);
+	__type(value, struct rq_mapper);
+} rq_mappers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RQ_MAX_BOXES);
 	__type(key, __u32);
 	__type(value, struct rq_box);
@@ -237,6 +272,8 @@ const struct rq_record *unused_rq_record __attribute__((unused));
 const enum rq_reason *unused_rq_reason __attribute__((unused));
 const enum rq_stat *unused_rq_stat __attribute__((unused));
 const enum rq_feature *unused_rq_feature __attribute__((unused));
+const enum rq_map_action *unused_rq_map_action __attribute__((unused));
+const enum rq_map_id *unused_rq_map_id __attribute__((unused));
 
 static __always_inline void stat_add(__u32 i, __u64 n)
 {
@@ -390,6 +427,23 @@ static __always_inline struct rq_req *current_req(struct rq_thread **thp)
 	return bpf_map_lookup_elem(&reqs, &th->req);
 }
 
+static __always_inline void account_io(struct rq_req *r, int ret, bool rx, __u64 now, __u32 tid)
+{
+	r->last_io_ns = now;
+	r->last_tid = tid;
+	if (rx) {
+		__sync_fetch_and_add(&r->rx_bytes, ret);
+		r->rx_calls++;
+	} else {
+		__sync_fetch_and_add(&r->tx_bytes, ret);
+		r->tx_calls++;
+		if (r->phase != RQ_RESPONDING) {
+			r->phase = RQ_RESPONDING;
+			r->first_tx_ns = now;
+		}
+	}
+}
+
 /* on_io: a read (rx) or write on sk by the current, watched task. */
 static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol, int ret, bool rx)
 {
@@ -410,6 +464,17 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 		else
 			stat_add(RQ_ST_UNATTRIBUTED_EVENTS, 1);
 		return;
+	}
+	th = bpf_map_lookup_elem(&threads, &tid);
+	if (th && th->mapped && th->req.sk) {
+		/* A mapper's request: its I/O, whatever the socket. */
+		r = bpf_map_lookup_elem(&reqs, &th->req);
+		if (r) {
+			if (!r->family)
+				fill_tuple(r, sk);
+			account_io(r, ret, rx, now, tid);
+			return;
+		}
 	}
 	r = bpf_map_lookup_elem(&reqs, &k);
 	if (r && rx && r->phase == RQ_RESPONDING) {
@@ -444,21 +509,10 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 		if (!r)
 			return;
 	}
-	r->last_io_ns = now;
-	r->last_tid = tid;
-	if (rx) {
-		__sync_fetch_and_add(&r->rx_bytes, ret);
-		r->rx_calls++;
-	} else {
-		__sync_fetch_and_add(&r->tx_bytes, ret);
-		r->tx_calls++;
-		if (r->phase != RQ_RESPONDING) {
-			r->phase = RQ_RESPONDING;
-			r->first_tx_ns = now;
-		}
-	}
+	account_io(r, ret, rx, now, tid);
 	/* This thread now works for this request. */
-	th = thread_of(tid, tgid, true);
+	if (!th)
+		th = thread_of(tid, tgid, true);
 	if (!th)
 		return;
 	/* Charge the time on CPU so far to the request the thread worked for
@@ -611,6 +665,7 @@ int BPF_PROG(reqmon_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	/* A child process (a CGI script) works for its parent's request. */
 	c.req = pt->req;
+	c.mapped = pt->mapped;
 	c.tgid = ctgid;
 	bpf_map_update_elem(&threads, &cpid, &c, BPF_ANY);
 	return 0;
@@ -638,5 +693,111 @@ int BPF_PROG(reqmon_exit, struct task_struct *p)
 		bpf_map_delete_elem(&rss_last, &tgid);
 	return 0;
 }
+
+static __always_inline __u64 map_id(struct pt_regs *ctx, __u32 src, __u32 tid)
+{
+	switch (src) {
+	case RQ_ID_ARG0:
+		return ctx->di;
+	case RQ_ID_ARG0 + 1:
+		return ctx->si;
+	case RQ_ID_ARG0 + 2:
+		return ctx->dx;
+	case RQ_ID_ARG0 + 3:
+		return ctx->cx;
+	case RQ_ID_ARG0 + 4:
+		return ctx->r8;
+	case RQ_ID_ARG0 + 5:
+		return ctx->r9;
+	case RQ_ID_RET:
+		return ctx->ax;
+	}
+	return tid;
+}
+
+static __always_inline void map_begin(struct rq_key *k, __u32 tid, __u64 now)
+{
+	struct rq_thread *th = thread_of(tid, k->tgid, true);
+	struct rq_req n = {}, *prev;
+
+	if (!th)
+		return;
+	if (!th->since)
+		th->since = now;
+	else
+		charge_cpu(th, now); /* up to now: the request it worked for */
+	n.id = next_id();
+	n.start_ns = now;
+	n.last_io_ns = now;
+	n.last_tid = tid;
+	prev = th->req.sk ? bpf_map_lookup_elem(&reqs, &th->req) : NULL;
+	if (prev && !th->mapped && prev->phase == RQ_READING) {
+		/* Take over the socket request being read: its start, tuple
+		 * and counts are this request's. */
+		n = *prev;
+		n.id = next_id();
+		bpf_map_delete_elem(&reqs, &th->req);
+	}
+	if (bpf_map_update_elem(&reqs, k, &n, BPF_ANY))
+		return;
+	stat_add(RQ_ST_CREATED, 1);
+	th->req = *k;
+	th->mapped = 1;
+}
+
+static __always_inline void map_end(struct rq_key *k, __u32 tid, __u64 now)
+{
+	struct rq_thread *th = bpf_map_lookup_elem(&threads, &tid);
+	struct rq_req *r;
+
+	if (th && th->since)
+		charge_cpu(th, now);
+	r = bpf_map_lookup_elem(&reqs, k);
+	if (r) {
+		emit(k, r, now, RQ_MAPPED);
+		bpf_map_delete_elem(&reqs, k);
+	}
+	if (th && th->req.sk == k->sk && th->req.tgid == k->tgid) {
+		th->req.sk = 0;
+		th->mapped = 0;
+	}
+}
+
+static __always_inline int on_mapper(struct pt_regs *ctx, __u32 slot)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct rq_key k = {.tgid = pid_tgid >> 32};
+	struct rq_mapper *mp = bpf_map_lookup_elem(&rq_mappers, &slot);
+	__u64 now;
+
+	if (!mp || mp->action == RQ_MAP_NONE || !rp_watched_current())
+		return 0;
+	k.sk = map_id(ctx, mp->id, tid);
+	if (!k.sk)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (mp->action == RQ_MAP_BEGIN)
+		map_begin(&k, tid, now);
+	else
+		map_end(&k, tid, now);
+	return 0;
+}
+
+#define RQ_MAPPER(n)                                      \
+	SEC("uprobe")                                     \
+	int reqmon_map##n(struct pt_regs *ctx)            \
+	{                                                 \
+		return on_mapper(ctx, n);                 \
+	}
+
+RQ_MAPPER(0)
+RQ_MAPPER(1)
+RQ_MAPPER(2)
+RQ_MAPPER(3)
+RQ_MAPPER(4)
+RQ_MAPPER(5)
+RQ_MAPPER(6)
+RQ_MAPPER(7)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

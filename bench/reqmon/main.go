@@ -139,9 +139,19 @@ func main() {
 			}
 		}
 		srv.Close()
+		// Ratios within a round (runs side by side), then their median:
+		// the machine's throughput drifts by more than the effect from one
+		// minute to the next, less within a round.
+		ratio := func(conf string) float64 {
+			var rs []float64
+			for i := range min(len(res[conf]), len(res["none"])) {
+				rs = append(rs, res[conf][i]/res["none"][i])
+			}
+			return stats.Median(rs)
+		}
 		mb, me, mk, mw := stats.Median(res["none"]), stats.Median(res["empty"]), stats.Median(res["kernel"]), stats.Median(res["reqmon"])
-		fmt.Printf("%-6s median req/s: none %.0f, empty programs on the hot hooks %.0f (ratio %.3f), probe only (no reader) %.0f (ratio %.3f), reqmon watch %.0f (ratio %.3f, loss %.1f%%; target <= 5%%); the watch's agent used %.3f cores\n\n",
-			c.name, mb, me, me/mb, mk, mk/mb, mw, mw/mb, 100*(1-mw/mb), stats.Median(agentCPU["reqmon"]))
+		fmt.Printf("%-6s median req/s (median of per-round ratios to none): none %.0f, empty programs on the hot hooks %.0f (%.3f), probe only (no reader) %.0f (%.3f), reqmon watch %.0f (%.3f, loss %.1f%%; target <= 5%%); the watch's agent used %.3f cores\n\n",
+			c.name, mb, me, ratio("empty"), mk, ratio("kernel"), mw, ratio("reqmon"), 100*(1-ratio("reqmon")), stats.Median(agentCPU["reqmon"]))
 	}
 }
 

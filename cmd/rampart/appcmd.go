@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	appwatch "github.com/rampart-shield/rampart/internal/app"
 	"github.com/rampart-shield/rampart/internal/apptarget"
+	"github.com/rampart-shield/rampart/internal/reqmon"
 )
 
 func (a *app) appCommand() *cobra.Command {
@@ -57,6 +60,7 @@ client that keeps offending.`,
 	var req appwatch.WatchRequest
 	var pids []int
 	var nsOf int
+	var mappersFile string
 	watch := &cobra.Command{
 		Use:   "watch [--pid PID [--tree] | --exec PATH | --cgroup PATH | --all]",
 		Short: "Start watching a running server's requests",
@@ -89,6 +93,7 @@ from one address) the address's new connections are closed as they are
 accepted for a minute. Closing many sockets quickly needs the responder's
 rate limit raised: respond: max-per-second: {close-sockets: 200}.`,
 		Example: `  sudo rampart app watch --exec /usr/sbin/apache2 --train 10m
+  sudo rampart app watch --exec /usr/sbin/apache2 --mappers examples/mappers/apache.yaml
   sudo rampart app watch --exec /usr/sbin/apache2 --max-conns 150 --out /var/lib/rampart/apache
   sudo rampart app watch --exec /usr/sbin/apache2 --max-conns 150 --conn-model /var/lib/rampart/apache/conn-model.json
   sudo rampart app watch --exec /usr/sbin/nginx --detectors connections --max-conns 2048
@@ -122,6 +127,16 @@ rate limit raised: respond: max-per-second: {close-sockets: 200}.`,
 				if d != appwatch.DetectRequests && d != appwatch.DetectConnections {
 					return usageError{fmt.Errorf("--detectors %q: want requests, connections or both (requests,connections)", d)}
 				}
+			}
+			if mappersFile != "" {
+				if len(req.Detectors) > 0 && !slices.Contains(req.Detectors, appwatch.DetectRequests) {
+					return usageError{errors.New("--mappers maps requests: it needs the requests detector (--detectors requests)")}
+				}
+				ms, err := reqmon.ReadMappers(mappersFile)
+				if err != nil {
+					return usageError{fmt.Errorf("--mappers: %w", err)}
+				}
+				req.Mappers = ms
 			}
 			if err := req.Target.Validate(); err != nil {
 				return usageError{err}
@@ -183,6 +198,7 @@ rate limit raised: respond: max-per-second: {close-sockets: 200}.`,
 	f.StringSliceVar(&req.Detectors, "detectors", nil, "detectors to run: requests (per-request resources), connections (slow-rate DoS); default both")
 	f.IntVar(&req.MaxConns, "max-conns", 0, "connections the server holds at once, all its processes together (Apache MaxRequestWorkers; nginx workers x worker_connections; default 1024)")
 	f.StringVar(&req.ConnModel, "conn-model", "", "detect connections with this model file (conn-model.json from an earlier --out)")
+	f.StringVar(&mappersFile, "mappers", "", "uprobe request mappers (YAML: executable, function, return, action begin|end, id arg0..arg5|ret|tid) for servers the socket mapping serves too coarsely; example: examples/mappers/apache.yaml")
 
 	var asJSON bool
 	list := &cobra.Command{

@@ -66,6 +66,9 @@ type WatchRequest struct {
 	// ConnModel is a connection model file (conn-model.json from an
 	// earlier out_dir) to detect with at once.
 	ConnModel string `json:"conn_model,omitempty"`
+	// Mappers are uprobe request mappers for the requests detector
+	// (reqmon.Mapper; `rampart app watch --mappers FILE`).
+	Mappers []reqmon.Mapper `json:"mappers,omitempty"`
 }
 
 // Detector names in WatchRequest.Detectors.
@@ -228,7 +231,7 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 		return Info{}, err
 	}
 	if wantReq {
-		mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m.Probes, Probe: probeName, Spec: req.Target, Log: m.Log})
+		mon, err := reqmon.Start(ctx, reqmon.Options{Manager: m.Probes, Probe: probeName, Spec: req.Target, Log: m.Log, Mappers: req.Mappers})
 		if err != nil {
 			return fail(err)
 		}

@@ -77,6 +77,9 @@ type Options struct {
 	// MapSizes override the probe's table sizes when it is loaded here
 	// (e.g. "reqs": 65536 for a busy host).
 	MapSizes map[string]uint32
+	// Mappers are uprobe request mappers (at most rq.MaxMappers),
+	// attached with the probe: it must not be loaded yet.
+	Mappers []Mapper
 }
 
 // Stats count what the monitor saw and lost.
@@ -145,7 +148,20 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := o.Manager.Get(o.Probe); err != nil {
+	if len(o.Mappers) > rq.MaxMappers {
+		return nil, fmt.Errorf("reqmon: %d request mappers, at most %d", len(o.Mappers), rq.MaxMappers)
+	}
+	actions := make([]rq.MapperAction, len(o.Mappers))
+	for i, mp := range o.Mappers {
+		if actions[i], err = mp.action(); err != nil {
+			return nil, fmt.Errorf("request mapper %d (%s): %w", i, mp, err)
+		}
+	}
+	_, gerr := o.Manager.Get(o.Probe)
+	if gerr == nil && len(o.Mappers) > 0 {
+		return nil, fmt.Errorf("reqmon: probe %s is loaded already: request mappers attach with a new probe", o.Probe)
+	}
+	if gerr != nil {
 		params := map[string]string{}
 		if o.Spec.All {
 			params[rq.ParamAll] = "1"
@@ -153,6 +169,9 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 		man, err := probe.ParseManifest(rq.Manifest())
 		if err != nil {
 			return nil, err
+		}
+		for i, mp := range o.Mappers {
+			man.Programs = append(man.Programs, probe.Program{Name: rq.MapperProgram(i), Hook: mp.hook()})
 		}
 		// The built-in bundle, under the name given (one instance per watch).
 		if _, err := o.Manager.Load(ctx, probe.LoadRequest{Name: o.Probe, Manifest: man, Object: rq.Object(), Origin: "builtin", Params: params, MapSizes: o.MapSizes}); err != nil {
@@ -171,6 +190,11 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 		for _, p := range ports {
 			if err := lp.Update(uint32(p), uint8(1), ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("listening port %d: %w", p, err)
+			}
+		}
+		for i, a := range actions {
+			if err := maps[rq.MapMappers].Update(uint32(i), a, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("request mapper %d: %w", i, err)
 			}
 		}
 		return apptarget.Install(maps, r)

@@ -17,8 +17,9 @@ const (
 	MapThreads  = "threads"
 	MapListen   = "listen_ports"
 	MapStats    = "rq_stats"
-	MapBoxes    = "rq_boxes"  // the agent's benign boxes (rq_box)
-	MapFilter   = "rq_filter" // how many boxes are in use (rq_filter_val)
+	MapBoxes    = "rq_boxes"   // the agent's benign boxes (rq_box)
+	MapFilter   = "rq_filter"  // how many boxes are in use (rq_filter_val)
+	MapMappers  = "rq_mappers" // request mappers' actions (rq_mapper)
 	StreamDone  = "requests"
 	ParamAll    = "rp_watch_all"
 	ParamMemory = "track_memory"
@@ -40,6 +41,24 @@ type Box = reqmonRqBox
 // SampleMask+1 anyway (a power of two minus one; 0 none).
 type Filter = reqmonRqFilterVal
 
+// Request mappers: program MapperProgram(i) acts as rq_mappers[i] says.
+const MaxMappers = 8
+
+// MapperProgram names the program of mapper slot i.
+func MapperProgram(i int) string { return fmt.Sprintf("reqmon_map%d", i) }
+
+// MapperAction is rq_mappers' value.
+type MapperAction = reqmonRqMapper
+
+// Mapper actions and request id sources (enum rq_map_action, rq_map_id).
+const (
+	MapBegin = uint32(reqmonRqMapActionRQ_MAP_BEGIN)
+	MapEnd   = uint32(reqmonRqMapActionRQ_MAP_END)
+	IDArg0   = uint32(reqmonRqMapIdRQ_ID_ARG0)
+	IDRet    = uint32(reqmonRqMapIdRQ_ID_RET)
+	IDTID    = uint32(reqmonRqMapIdRQ_ID_TID)
+)
+
 // StatPassed indexes rq_stats: completed requests inside a benign box.
 const StatPassed = uint32(reqmonRqStatRQ_ST_PASSED)
 
@@ -56,6 +75,7 @@ const (
 	ReasonNextRequest Reason = 1   // a read after the response (keep-alive)
 	ReasonClosed      Reason = 2   // the connection closed
 	ReasonExited      Reason = 3   // the process exited
+	ReasonMapped      Reason = 4   // a request mapper's end function ran
 	ReasonQuiet       Reason = 100 // the agent: the response went quiet
 	ReasonEvicted     Reason = 101 // the agent: gone from the table unseen
 )
@@ -68,6 +88,8 @@ func (r Reason) String() string {
 		return "closed"
 	case ReasonExited:
 		return "exited"
+	case ReasonMapped:
+		return "mapped"
 	case ReasonQuiet:
 		return "quiet"
 	case ReasonEvicted:

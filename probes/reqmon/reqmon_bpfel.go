@@ -63,12 +63,35 @@ type reqmonRqKey struct {
 	Pad  uint32
 }
 
+type reqmonRqMapAction uint32
+
+const (
+	reqmonRqMapActionRQ_MAP_NONE  reqmonRqMapAction = 0
+	reqmonRqMapActionRQ_MAP_BEGIN reqmonRqMapAction = 1
+	reqmonRqMapActionRQ_MAP_END   reqmonRqMapAction = 2
+)
+
+type reqmonRqMapId uint32
+
+const (
+	reqmonRqMapIdRQ_ID_ARG0 reqmonRqMapId = 0
+	reqmonRqMapIdRQ_ID_RET  reqmonRqMapId = 6
+	reqmonRqMapIdRQ_ID_TID  reqmonRqMapId = 7
+)
+
+type reqmonRqMapper struct {
+	_      structs.HostLayout
+	Action uint32
+	Id     uint32
+}
+
 type reqmonRqReason uint32
 
 const (
 	reqmonRqReasonRQ_NEXT_REQUEST reqmonRqReason = 1
 	reqmonRqReasonRQ_CLOSED       reqmonRqReason = 2
 	reqmonRqReasonRQ_EXITED       reqmonRqReason = 3
+	reqmonRqReasonRQ_MAPPED       reqmonRqReason = 4
 )
 
 type reqmonRqRecord struct {
@@ -124,48 +147,59 @@ type reqmonRqStatVal struct {
 }
 
 type reqmonRqThread struct {
-	_     structs.HostLayout
-	Req   reqmonRqKey
-	Since uint64
-	Tgid  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Req    reqmonRqKey
+	Since  uint64
+	Tgid   uint32
+	Mapped uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	reqmonMapDone            = "done"
-	reqmonMapListenPorts     = "listen_ports"
-	reqmonMapReqs            = "reqs"
-	reqmonMapRpCgroups       = "rp_cgroups"
-	reqmonMapRpExecs         = "rp_execs"
-	reqmonMapRpTargetCfg     = "rp_target_cfg"
-	reqmonMapRpTargetStats   = "rp_target_stats"
-	reqmonMapRpTgids         = "rp_tgids"
-	reqmonMapRqBoxes         = "rq_boxes"
-	reqmonMapRqFilter        = "rq_filter"
-	reqmonMapRqSeq           = "rq_seq"
-	reqmonMapRqStats         = "rq_stats"
-	reqmonMapRssLast         = "rss_last"
-	reqmonMapSkOwner         = "sk_owner"
-	reqmonMapThreads         = "threads"
-	reqmonProgReqmonExec     = "reqmon_exec"
-	reqmonProgReqmonExit     = "reqmon_exit"
-	reqmonProgReqmonFault    = "reqmon_fault"
-	reqmonProgReqmonFork     = "reqmon_fork"
-	reqmonProgReqmonRecv     = "reqmon_recv"
-	reqmonProgReqmonRss      = "reqmon_rss"
-	reqmonProgReqmonSend     = "reqmon_send"
-	reqmonProgReqmonState    = "reqmon_state"
-	reqmonProgReqmonSwitch   = "reqmon_switch"
-	reqmonVarRpWatchAll      = "rp_watch_all"
-	reqmonVarTrackFaults     = "track_faults"
-	reqmonVarTrackMemory     = "track_memory"
-	reqmonVarUnusedRqFeature = "unused_rq_feature"
-	reqmonVarUnusedRqReason  = "unused_rq_reason"
-	reqmonVarUnusedRqRecord  = "unused_rq_record"
-	reqmonVarUnusedRqStat    = "unused_rq_stat"
+	reqmonMapDone              = "done"
+	reqmonMapListenPorts       = "listen_ports"
+	reqmonMapReqs              = "reqs"
+	reqmonMapRpCgroups         = "rp_cgroups"
+	reqmonMapRpExecs           = "rp_execs"
+	reqmonMapRpTargetCfg       = "rp_target_cfg"
+	reqmonMapRpTargetStats     = "rp_target_stats"
+	reqmonMapRpTgids           = "rp_tgids"
+	reqmonMapRqBoxes           = "rq_boxes"
+	reqmonMapRqFilter          = "rq_filter"
+	reqmonMapRqMappers         = "rq_mappers"
+	reqmonMapRqSeq             = "rq_seq"
+	reqmonMapRqStats           = "rq_stats"
+	reqmonMapRssLast           = "rss_last"
+	reqmonMapSkOwner           = "sk_owner"
+	reqmonMapThreads           = "threads"
+	reqmonProgReqmonExec       = "reqmon_exec"
+	reqmonProgReqmonExit       = "reqmon_exit"
+	reqmonProgReqmonFault      = "reqmon_fault"
+	reqmonProgReqmonFork       = "reqmon_fork"
+	reqmonProgReqmonMap0       = "reqmon_map0"
+	reqmonProgReqmonMap1       = "reqmon_map1"
+	reqmonProgReqmonMap2       = "reqmon_map2"
+	reqmonProgReqmonMap3       = "reqmon_map3"
+	reqmonProgReqmonMap4       = "reqmon_map4"
+	reqmonProgReqmonMap5       = "reqmon_map5"
+	reqmonProgReqmonMap6       = "reqmon_map6"
+	reqmonProgReqmonMap7       = "reqmon_map7"
+	reqmonProgReqmonRecv       = "reqmon_recv"
+	reqmonProgReqmonRss        = "reqmon_rss"
+	reqmonProgReqmonSend       = "reqmon_send"
+	reqmonProgReqmonState      = "reqmon_state"
+	reqmonProgReqmonSwitch     = "reqmon_switch"
+	reqmonVarRpWatchAll        = "rp_watch_all"
+	reqmonVarTrackFaults       = "track_faults"
+	reqmonVarTrackMemory       = "track_memory"
+	reqmonVarUnusedRqFeature   = "unused_rq_feature"
+	reqmonVarUnusedRqMapAction = "unused_rq_map_action"
+	reqmonVarUnusedRqMapId     = "unused_rq_map_id"
+	reqmonVarUnusedRqReason    = "unused_rq_reason"
+	reqmonVarUnusedRqRecord    = "unused_rq_record"
+	reqmonVarUnusedRqStat      = "unused_rq_stat"
 )
 
 // loadReqmon returns the embedded CollectionSpec for reqmon.
@@ -214,6 +248,14 @@ type reqmonProgramSpecs struct {
 	ReqmonExit   *ebpf.ProgramSpec `ebpf:"reqmon_exit"`
 	ReqmonFault  *ebpf.ProgramSpec `ebpf:"reqmon_fault"`
 	ReqmonFork   *ebpf.ProgramSpec `ebpf:"reqmon_fork"`
+	ReqmonMap0   *ebpf.ProgramSpec `ebpf:"reqmon_map0"`
+	ReqmonMap1   *ebpf.ProgramSpec `ebpf:"reqmon_map1"`
+	ReqmonMap2   *ebpf.ProgramSpec `ebpf:"reqmon_map2"`
+	ReqmonMap3   *ebpf.ProgramSpec `ebpf:"reqmon_map3"`
+	ReqmonMap4   *ebpf.ProgramSpec `ebpf:"reqmon_map4"`
+	ReqmonMap5   *ebpf.ProgramSpec `ebpf:"reqmon_map5"`
+	ReqmonMap6   *ebpf.ProgramSpec `ebpf:"reqmon_map6"`
+	ReqmonMap7   *ebpf.ProgramSpec `ebpf:"reqmon_map7"`
 	ReqmonRecv   *ebpf.ProgramSpec `ebpf:"reqmon_recv"`
 	ReqmonRss    *ebpf.ProgramSpec `ebpf:"reqmon_rss"`
 	ReqmonSend   *ebpf.ProgramSpec `ebpf:"reqmon_send"`
@@ -235,6 +277,7 @@ type reqmonMapSpecs struct {
 	RpTgids       *ebpf.MapSpec `ebpf:"rp_tgids"`
 	RqBoxes       *ebpf.MapSpec `ebpf:"rq_boxes"`
 	RqFilter      *ebpf.MapSpec `ebpf:"rq_filter"`
+	RqMappers     *ebpf.MapSpec `ebpf:"rq_mappers"`
 	RqSeq         *ebpf.MapSpec `ebpf:"rq_seq"`
 	RqStats       *ebpf.MapSpec `ebpf:"rq_stats"`
 	RssLast       *ebpf.MapSpec `ebpf:"rss_last"`
@@ -246,13 +289,15 @@ type reqmonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type reqmonVariableSpecs struct {
-	RpWatchAll      *ebpf.VariableSpec `ebpf:"rp_watch_all"`
-	TrackFaults     *ebpf.VariableSpec `ebpf:"track_faults"`
-	TrackMemory     *ebpf.VariableSpec `ebpf:"track_memory"`
-	UnusedRqFeature *ebpf.VariableSpec `ebpf:"unused_rq_feature"`
-	UnusedRqReason  *ebpf.VariableSpec `ebpf:"unused_rq_reason"`
-	UnusedRqRecord  *ebpf.VariableSpec `ebpf:"unused_rq_record"`
-	UnusedRqStat    *ebpf.VariableSpec `ebpf:"unused_rq_stat"`
+	RpWatchAll        *ebpf.VariableSpec `ebpf:"rp_watch_all"`
+	TrackFaults       *ebpf.VariableSpec `ebpf:"track_faults"`
+	TrackMemory       *ebpf.VariableSpec `ebpf:"track_memory"`
+	UnusedRqFeature   *ebpf.VariableSpec `ebpf:"unused_rq_feature"`
+	UnusedRqMapAction *ebpf.VariableSpec `ebpf:"unused_rq_map_action"`
+	UnusedRqMapId     *ebpf.VariableSpec `ebpf:"unused_rq_map_id"`
+	UnusedRqReason    *ebpf.VariableSpec `ebpf:"unused_rq_reason"`
+	UnusedRqRecord    *ebpf.VariableSpec `ebpf:"unused_rq_record"`
+	UnusedRqStat      *ebpf.VariableSpec `ebpf:"unused_rq_stat"`
 }
 
 // reqmonObjects contains all objects after they have been loaded into the kernel.
@@ -285,6 +330,7 @@ type reqmonMaps struct {
 	RpTgids       *ebpf.Map `ebpf:"rp_tgids"`
 	RqBoxes       *ebpf.Map `ebpf:"rq_boxes"`
 	RqFilter      *ebpf.Map `ebpf:"rq_filter"`
+	RqMappers     *ebpf.Map `ebpf:"rq_mappers"`
 	RqSeq         *ebpf.Map `ebpf:"rq_seq"`
 	RqStats       *ebpf.Map `ebpf:"rq_stats"`
 	RssLast       *ebpf.Map `ebpf:"rss_last"`
@@ -304,6 +350,7 @@ func (m *reqmonMaps) Close() error {
 		m.RpTgids,
 		m.RqBoxes,
 		m.RqFilter,
+		m.RqMappers,
 		m.RqSeq,
 		m.RqStats,
 		m.RssLast,
@@ -316,13 +363,15 @@ func (m *reqmonMaps) Close() error {
 //
 // It can be passed to loadReqmonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type reqmonVariables struct {
-	RpWatchAll      *ebpf.Variable `ebpf:"rp_watch_all"`
-	TrackFaults     *ebpf.Variable `ebpf:"track_faults"`
-	TrackMemory     *ebpf.Variable `ebpf:"track_memory"`
-	UnusedRqFeature *ebpf.Variable `ebpf:"unused_rq_feature"`
-	UnusedRqReason  *ebpf.Variable `ebpf:"unused_rq_reason"`
-	UnusedRqRecord  *ebpf.Variable `ebpf:"unused_rq_record"`
-	UnusedRqStat    *ebpf.Variable `ebpf:"unused_rq_stat"`
+	RpWatchAll        *ebpf.Variable `ebpf:"rp_watch_all"`
+	TrackFaults       *ebpf.Variable `ebpf:"track_faults"`
+	TrackMemory       *ebpf.Variable `ebpf:"track_memory"`
+	UnusedRqFeature   *ebpf.Variable `ebpf:"unused_rq_feature"`
+	UnusedRqMapAction *ebpf.Variable `ebpf:"unused_rq_map_action"`
+	UnusedRqMapId     *ebpf.Variable `ebpf:"unused_rq_map_id"`
+	UnusedRqReason    *ebpf.Variable `ebpf:"unused_rq_reason"`
+	UnusedRqRecord    *ebpf.Variable `ebpf:"unused_rq_record"`
+	UnusedRqStat      *ebpf.Variable `ebpf:"unused_rq_stat"`
 }
 
 // reqmonPrograms contains all programs after they have been loaded into the kernel.
@@ -333,6 +382,14 @@ type reqmonPrograms struct {
 	ReqmonExit   *ebpf.Program `ebpf:"reqmon_exit"`
 	ReqmonFault  *ebpf.Program `ebpf:"reqmon_fault"`
 	ReqmonFork   *ebpf.Program `ebpf:"reqmon_fork"`
+	ReqmonMap0   *ebpf.Program `ebpf:"reqmon_map0"`
+	ReqmonMap1   *ebpf.Program `ebpf:"reqmon_map1"`
+	ReqmonMap2   *ebpf.Program `ebpf:"reqmon_map2"`
+	ReqmonMap3   *ebpf.Program `ebpf:"reqmon_map3"`
+	ReqmonMap4   *ebpf.Program `ebpf:"reqmon_map4"`
+	ReqmonMap5   *ebpf.Program `ebpf:"reqmon_map5"`
+	ReqmonMap6   *ebpf.Program `ebpf:"reqmon_map6"`
+	ReqmonMap7   *ebpf.Program `ebpf:"reqmon_map7"`
 	ReqmonRecv   *ebpf.Program `ebpf:"reqmon_recv"`
 	ReqmonRss    *ebpf.Program `ebpf:"reqmon_rss"`
 	ReqmonSend   *ebpf.Program `ebpf:"reqmon_send"`
@@ -346,6 +403,14 @@ func (p *reqmonPrograms) Close() error {
 		p.ReqmonExit,
 		p.ReqmonFault,
 		p.ReqmonFork,
+		p.ReqmonMap0,
+		p.ReqmonMap1,
+		p.ReqmonMap2,
+		p.ReqmonMap3,
+		p.ReqmonMap4,
+		p.ReqmonMap5,
+		p.ReqmonMap6,
+		p.ReqmonMap7,
 		p.ReqmonRecv,
 		p.ReqmonRss,
 		p.ReqmonSend,
