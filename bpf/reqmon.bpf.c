@@ -456,16 +456,20 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 
 	if (ret <= 0)
 		return;
+	/* Only watched tasks have a thread entry: a thread the probe knows
+	 * needs no second lookup to be found watched. */
+	th = bpf_map_lookup_elem(&threads, &tid);
+	if (!th && !rp_watched_current())
+		return;
 	now = bpf_ktime_get_ns();
 	if (!server_side(sk, family, protocol)) {
-		r = current_req(NULL);
+		r = th && th->req.sk ? bpf_map_lookup_elem(&reqs, &th->req) : NULL;
 		if (r)
 			__sync_fetch_and_add(&r->backend_bytes, ret);
 		else
 			stat_add(RQ_ST_UNATTRIBUTED_EVENTS, 1);
 		return;
 	}
-	th = bpf_map_lookup_elem(&threads, &tid);
 	if (th && th->mapped && th->req.sk) {
 		/* A mapper's request: its I/O, whatever the socket. */
 		r = bpf_map_lookup_elem(&reqs, &th->req);
@@ -536,7 +540,7 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(reqmon_recv, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0 || (flags & MSG_PEEK) || !rp_watched_current())
+	if (ret <= 0 || (flags & MSG_PEEK))
 		return 0;
 	on_io(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, true);
 	return 0;
@@ -545,7 +549,7 @@ int BPF_PROG(reqmon_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(reqmon_send, struct sock *sk, int ret, int flags)
 {
-	if (ret <= 0 || !rp_watched_current())
+	if (ret <= 0)
 		return 0;
 	on_io(sk, sk->__sk_common.skc_family, sk->sk_protocol, ret, false);
 	return 0;
