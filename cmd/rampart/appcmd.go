@@ -198,6 +198,7 @@ rate limit raised: respond: max-per-second: {close-sockets: 200}.`,
 	f.StringSliceVar(&req.Detectors, "detectors", nil, "detectors to run: requests (per-request resources), connections (slow-rate DoS); default both")
 	f.IntVar(&req.MaxConns, "max-conns", 0, "connections the server holds at once, all its processes together (Apache MaxRequestWorkers; nginx workers x worker_connections; default 1024)")
 	f.StringVar(&req.ConnModel, "conn-model", "", "detect connections with this model file (conn-model.json from an earlier --out)")
+	f.BoolVar(&req.ScoreAll, "score-all", false, "score every completed request in the agent; by default the kernel drops those the model is sure to accept (a 1-in-64 sample still comes through, as do all requests in flight)")
 	f.StringVar(&mappersFile, "mappers", "", "uprobe request mappers (YAML: executable, function, return, action begin|end, id arg0..arg5|ret|tid) for servers the socket mapping serves too coarsely; example: examples/mappers/apache.yaml")
 
 	var asJSON bool

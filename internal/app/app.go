@@ -69,6 +69,9 @@ type WatchRequest struct {
 	// Mappers are uprobe request mappers for the requests detector
 	// (reqmon.Mapper; `rampart app watch --mappers FILE`).
 	Mappers []reqmon.Mapper `json:"mappers,omitempty"`
+	// ScoreAll scores every completed request in the agent (no kernel
+	// filter of the ones the model is sure to accept).
+	ScoreAll bool `json:"score_all,omitempty"`
 }
 
 // Detector names in WatchRequest.Detectors.
@@ -160,7 +163,7 @@ func (m *Manager) Watch(ctx context.Context, req WatchRequest) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	cfg := reqmon.DetectorConfig{MinTrain: req.MinTrain, OutDir: req.OutDir, Action: req.Action, BlockAfter: req.BlockAfter}
+	cfg := reqmon.DetectorConfig{MinTrain: req.MinTrain, OutDir: req.OutDir, Action: req.Action, BlockAfter: req.BlockAfter, ScoreAll: req.ScoreAll}
 	cfg.KMeans.K = req.K
 	switch req.Action {
 	case "", "kill", "close-sockets", "log":
