@@ -163,11 +163,11 @@ struct rq_req {
 	__u32 tx_calls;
 	__u32 last_tid;
 	__u8 phase;
-	__u8 pad;
+	__u8 has_seq; /* wseq0 is set */
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
-	__u32 pad2;
+	__u32 wseq0;  /* the socket's write_seq when the request began */
 	rp_ipaddr_t laddr;
 	rp_ipaddr_t raddr;
 };
@@ -427,6 +427,40 @@ static __always_inline struct rq_req *current_req(struct rq_thread **thp)
 	return bpf_map_lookup_elem(&reqs, &th->req);
 }
 
+/* Bytes sent without the send hook: the application's bytes queued on the
+ * socket since the request began (tcp_sock.write_seq; sendfile and splice
+ * included), read when the request is next touched with its socket at
+ * hand (its next read, its close). A write since the request began means
+ * its response has started. With reqmon_send attached, sent bytes are
+ * also counted per call; the larger count stands. */
+static __always_inline bool write_seq(const struct sock *sk, __u32 *seq)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	if (!tp)
+		return false;
+	*seq = tp->write_seq;
+	return true;
+}
+
+static __always_inline void seq_start(struct rq_req *r, const struct sock *sk)
+{
+	r->has_seq = write_seq(sk, &r->wseq0);
+}
+
+static __always_inline void seq_sync(struct rq_req *r, const struct sock *sk)
+{
+	__u32 seq, d;
+
+	if (!r->has_seq || !write_seq(sk, &seq))
+		return;
+	d = seq - r->wseq0;
+	if (d > r->tx_bytes)
+		r->tx_bytes = d;
+	if (d && r->phase != RQ_RESPONDING)
+		r->phase = RQ_RESPONDING;
+}
+
 static __always_inline void account_io(struct rq_req *r, int ret, bool rx, __u64 now, __u32 tid)
 {
 	r->last_io_ns = now;
@@ -481,6 +515,8 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 		}
 	}
 	r = bpf_map_lookup_elem(&reqs, &k);
+	if (r && rx)
+		seq_sync(r, sk);
 	if (r && rx && r->phase == RQ_RESPONDING) {
 		/* Keep-alive: the next request on the connection. Reset the
 		 * entry in place (its tuple stays), cheaper than a new one. */
@@ -497,6 +533,7 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 		r->rx_calls = 0;
 		r->tx_calls = 0;
 		r->phase = RQ_READING;
+		seq_start(r, sk);
 		stat_add(RQ_ST_CREATED, 1);
 	}
 	if (!r) {
@@ -506,6 +543,7 @@ static __always_inline void on_io(struct sock *sk, __u16 family, __u16 protocol,
 		n.start_ns = now;
 		n.last_tid = tid;
 		fill_tuple(&n, sk);
+		seq_start(&n, sk);
 		bpf_map_update_elem(&reqs, &k, &n, BPF_ANY);
 		bpf_map_update_elem(&sk_owner, &k.sk, &tgid, BPF_ANY);
 		stat_add(RQ_ST_CREATED, 1);
@@ -648,6 +686,7 @@ int BPF_PROG(reqmon_state, const struct sock *sk, const int oldstate, const int 
 	k.tgid = *owner;
 	r = bpf_map_lookup_elem(&reqs, &k);
 	if (r) {
+		seq_sync(r, sk);
 		emit(&k, r, bpf_ktime_get_ns(), RQ_CLOSED);
 		bpf_map_delete_elem(&reqs, &k);
 	}

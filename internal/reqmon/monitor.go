@@ -17,6 +17,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,14 @@ type Options struct {
 	// Mappers are uprobe request mappers (at most rq.MaxMappers),
 	// attached with the probe: it must not be loaded yet.
 	Mappers []Mapper
+	// Sends attaches the socket-send hook (always with Mappers): send
+	// calls are counted (the io_calls feature), bytes sent to backends
+	// too, and a response that went quiet completes after Quiet.
+	// Without it (the default: on a server that writes its responses in
+	// several calls it was most of reqmon's cost), a request's bytes
+	// sent come from its socket's write sequence when it completes, at
+	// the connection's next request or its close.
+	Sends bool
 }
 
 // Stats count what the monitor saw and lost.
@@ -169,6 +178,9 @@ func Start(ctx context.Context, o Options) (*Monitor, error) {
 		man, err := probe.ParseManifest(rq.Manifest())
 		if err != nil {
 			return nil, err
+		}
+		if !o.Sends && len(o.Mappers) == 0 {
+			man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool { return p.Name == rq.ProgSend })
 		}
 		for i, mp := range o.Mappers {
 			man.Programs = append(man.Programs, probe.Program{Name: rq.MapperProgram(i), Hook: mp.hook()})

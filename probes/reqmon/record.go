@@ -17,9 +17,10 @@ const (
 	MapThreads  = "threads"
 	MapListen   = "listen_ports"
 	MapStats    = "rq_stats"
-	MapBoxes    = "rq_boxes"   // the agent's benign boxes (rq_box)
-	MapFilter   = "rq_filter"  // how many boxes are in use (rq_filter_val)
-	MapMappers  = "rq_mappers" // request mappers' actions (rq_mapper)
+	MapBoxes    = "rq_boxes"    // the agent's benign boxes (rq_box)
+	MapFilter   = "rq_filter"   // how many boxes are in use (rq_filter_val)
+	MapMappers  = "rq_mappers"  // request mappers' actions (rq_mapper)
+	ProgSend    = "reqmon_send" // the socket-send hook (optional)
 	StreamDone  = "requests"
 	ParamAll    = "rp_watch_all"
 	ParamMemory = "track_memory"

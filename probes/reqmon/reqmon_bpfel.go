@@ -119,11 +119,11 @@ type reqmonRqReq struct {
 	TxCalls      uint32
 	LastTid      uint32
 	Phase        uint8
-	Pad          uint8
+	HasSeq       uint8
 	Family       uint16
 	Lport        uint16
 	Rport        uint16
-	Pad2         uint32
+	Wseq0        uint32
 	Laddr        [16]uint8
 	Raddr        [16]uint8
 }
