@@ -202,17 +202,18 @@ func watch(ctx context.Context, m *probe.Manager, srv *apps.Server, model *kmean
 // kernelOnly loads the probe and its targets but reads nothing: the
 // kernel side's cost alone.
 func kernelOnly(ctx context.Context, m *probe.Manager, srv *apps.Server) func() {
-	req := probe.LoadRequest{Name: "reqmon"}
-	if *keepHooks != "" {
-		// Only the programs whose hook matches: the kernel cost by hook.
-		man, err := probe.ParseManifest(rqprobe.Manifest())
-		if err != nil {
-			fatal(err.Error())
-		}
-		re := regexp.MustCompile(*keepHooks)
-		man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool { return !re.MatchString(p.Hook) })
-		req = probe.LoadRequest{Name: "reqmon", Manifest: man, Object: rqprobe.Object(), Origin: "builtin"}
+	// The programs a watch attaches (no send hook: reqmon.Options.Sends),
+	// or with -keep-hooks only those whose hook matches: the kernel cost
+	// by hook.
+	man, err := probe.ParseManifest(rqprobe.Manifest())
+	if err != nil {
+		fatal(err.Error())
 	}
+	re := regexp.MustCompile(*keepHooks)
+	man.Programs = slices.DeleteFunc(man.Programs, func(p probe.Program) bool {
+		return (*keepHooks == "" && p.Name == rqprobe.ProgSend) || !re.MatchString(p.Hook)
+	})
+	req := probe.LoadRequest{Name: "reqmon", Manifest: man, Object: rqprobe.Object(), Origin: "builtin"}
 	if _, err := m.Load(ctx, req); err != nil {
 		fatal("load: " + err.Error())
 	}
@@ -235,12 +236,12 @@ func kernelOnly(ctx context.Context, m *probe.Manager, srv *apps.Server) func() 
 }
 
 // emptyHooks attaches a program that only returns to each of reqmon's
-// hot tp_btf hooks (socket reads and writes, context switches): the cost
+// hot tp_btf hooks (socket reads, context switches): the cost
 // of the hooks themselves on this kernel, the floor under any probe on
 // them.
 func emptyHooks() func() {
 	var links []link.Link
-	for _, hook := range []string{"sock_recv_length", "sock_send_length", "sched_switch"} {
+	for _, hook := range []string{"sock_recv_length", "sched_switch"} {
 		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "rq_empty", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
 			AttachTo: hook, License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
 		if err != nil {
