@@ -2,8 +2,10 @@ package apps
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // nginxModules is where Debian's nginx keeps dynamic modules
@@ -56,6 +58,15 @@ func StartNginx(ctx context.Context, opts Options) (*Server, error) {
 		"-e", filepath.Join(dir, "logs", "error.log"))
 	if err != nil {
 		return nil, err
+	}
+	// The first worker answers before the master has forked the others:
+	// wait for all of them, so that callers see every process (a watch
+	// or a CPU pin set now covers them all).
+	for deadline := time.Now().Add(5 * time.Second); len(s.PIDs()) < 1+workers; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.Close()
+			return nil, fmt.Errorf("apps: nginx runs %d processes 5 s after it answered, want a master and %d workers", len(s.PIDs()), workers)
+		}
 	}
 	return s, nil
 }
