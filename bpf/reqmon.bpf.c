@@ -28,9 +28,12 @@
  * Resources charged to the thread's current request: on-CPU time
  * (tp_btf/sched_switch), user page faults (exceptions:page_fault_user),
  * anonymous memory mapped (mmap with MAP_ANONYMOUS) and heap growth (brk),
- * bytes and calls received and sent (sock:sock_recv_length,
- * sock:sock_send_length; I/O on other sockets, e.g. to a database, counts as
- * backend bytes).
+ * bytes and calls received (sock:sock_recv_length; reads on other sockets,
+ * e.g. from a database, count as backend bytes), bytes sent (the socket's
+ * write sequence, read at the request's next read or close: see
+ * seq_sync). The agent attaches sock:sock_send_length (reqmon_send) only
+ * when asked or with request mappers: it then also counts send calls and
+ * backend bytes sent, and marks a response as started at its first write.
  * Which tasks are watched: rp_target.h.
  */
 #include "vmlinux.h"
