@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	benchstats "github.com/rampart-shield/rampart/bench/internal/stats"
 	"github.com/rampart-shield/rampart/internal/lab"
 	"github.com/rampart-shield/rampart/internal/probe"
 	"github.com/rampart-shield/rampart/probes/cryptofeat"
@@ -377,14 +378,6 @@ func waitListening(ctx context.Context, p *bg, port int) error {
 	return fmt.Errorf("iperf3 server not listening on port %d after 10 s: %s", port, p.output())
 }
 
-func rusageSeconds(who int) float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(who, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
 // runOne sets c up, measures an iperf3 run (again, up to -retries times,
 // while other processes disturb it) and tears c down.
 func (b *bench) runOne(ctx context.Context, c config, round int) (res result, err error) {
@@ -508,8 +501,8 @@ func (b *bench) runOne(ctx context.Context, c config, round int) (res result, er
 func (b *bench) measure(ctx context.Context, c config, round int, sf *bg) (result, error) {
 	res := result{cfg: c.name, round: round}
 	snap0 := snapshotProcs()
-	children0 := rusageSeconds(syscall.RUSAGE_CHILDREN)
-	self0 := rusageSeconds(syscall.RUSAGE_SELF)
+	children0 := benchstats.CPUSeconds(syscall.RUSAGE_CHILDREN)
+	self0 := benchstats.CPUSeconds(syscall.RUSAGE_SELF)
 	var tool0 uint64
 	if sf != nil {
 		tool0 = procCPU(sf.pid())
@@ -527,8 +520,8 @@ func (b *bench) measure(ctx context.Context, c config, round int, sf *bg) (resul
 	}
 	out, err := b.sender.Run(ctx, time.Duration(b.o.seconds)*time.Second+30*time.Second, "iperf3", args...)
 	cpu1, cerr := readCPUTimes()
-	self1 := rusageSeconds(syscall.RUSAGE_SELF)
-	children1 := rusageSeconds(syscall.RUSAGE_CHILDREN)
+	self1 := benchstats.CPUSeconds(syscall.RUSAGE_SELF)
+	children1 := benchstats.CPUSeconds(syscall.RUSAGE_CHILDREN)
 	var tool1 uint64
 	if sf != nil {
 		tool1 = procCPU(sf.pid())

@@ -127,9 +127,9 @@ func main() {
 				case "reqmon":
 					stop = watch(ctx, m, srv, model)
 				}
-				cpu0, t0 := selfCPU(), time.Now()
+				cpu0, t0 := stats.CPUSeconds(syscall.RUSAGE_SELF), time.Now()
 				rps := wrk(srv.URL+c.path, *secs, *conns, *threads)
-				cpu := (selfCPU() - cpu0).Seconds() / time.Since(t0).Seconds()
+				cpu := (stats.CPUSeconds(syscall.RUSAGE_SELF) - cpu0) / time.Since(t0).Seconds()
 				if stop != nil {
 					stop()
 				}
@@ -266,13 +266,6 @@ var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // wrkPrefix runs wrk under taskset when -pin.
 var wrkPrefix []string
-
-// selfCPU is the CPU time this process (the agent side) has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func wrk(url string, secs, conns, threads int) float64 {
 	args := append(append([]string{}, wrkPrefix...), "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs)+"s", url)

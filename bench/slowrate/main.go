@@ -61,13 +61,6 @@ var (
 	verbose   *bool
 )
 
-// selfCPU is this process's CPU time (user and system), in seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
 // groupCPU is the CPU time of the server's processes (user and system,
 // with their reaped children), in seconds.
 func groupCPU(srv *apps.Server) float64 {
@@ -180,10 +173,10 @@ func main() {
 				if !strings.HasPrefix(conf, "none") {
 					stop = watch(ctx, m, srv, model, quiet, conf)
 				}
-				cpu0, bpf0, a0, t0 := selfCPU(), bpfNS(), groupCPU(srv), time.Now()
+				cpu0, bpf0, a0, t0 := stats.CPUSeconds(syscall.RUSAGE_SELF), bpfNS(), groupCPU(srv), time.Now()
 				rps := l.run()
 				el := time.Since(t0).Seconds()
-				acpu, scpu := groupCPU(srv)-a0, selfCPU()-cpu0
+				acpu, scpu := groupCPU(srv)-a0, stats.CPUSeconds(syscall.RUSAGE_SELF)-cpu0
 				if stop != nil {
 					events += stop()
 				}
@@ -195,7 +188,7 @@ func main() {
 				}
 				cpuPer[conf] = append(cpuPer[conf], perReq)
 				if conf != "none" && *verbose {
-					fmt.Printf("   agent CPU %.1f%% of a CPU, BPF programs %.1f%% of a CPU\n", 100*(selfCPU()-cpu0)/el, 100*float64(bpfNS()-bpf0)/1e9/el)
+					fmt.Printf("   agent CPU %.1f%% of a CPU, BPF programs %.1f%% of a CPU\n", 100*(stats.CPUSeconds(syscall.RUSAGE_SELF)-cpu0)/el, 100*float64(bpfNS()-bpf0)/1e9/el)
 				}
 				res[conf] = append(res[conf], rps)
 				fmt.Printf("%-16s round %d %-6s %9.0f req/s\n", l.name, r+1, conf, rps)
