@@ -142,7 +142,6 @@ type Thread struct {
 
 // Sizes of the kernel structs, checked against the generated types.
 var (
-	sizeReq    = int(unsafe.Sizeof(reqmonRqReq{}))
 	sizeKey    = int(unsafe.Sizeof(reqmonRqKey{}))
 	sizeRecord = int(unsafe.Sizeof(reqmonRqRecord{}))
 	sizeThread = int(unsafe.Sizeof(reqmonRqThread{}))
@@ -164,12 +163,16 @@ func decodeReq(k reqmonRqKey, r *reqmonRqReq) Request {
 	}
 }
 
+func decodeThread(tid uint32, v *reqmonRqThread) Thread {
+	return Thread{TID: tid, TGID: v.Tgid, Req: Key{Sk: v.Req.Sk, TGID: v.Req.Tgid}, Since: v.Since}
+}
+
 // decode copies a raw record into its bpf2go type. The object is built for
 // bpfel and loads only on little-endian hosts, whose layout the generated
 // types (integers, arrays and explicit padding) share byte for byte: a
 // copy, where binary.Read's reflection cost more than the rest of handling
 // a request.
-func decode[T reqmonRqRecord | reqmonRqKey | reqmonRqReq | reqmonRqThread](b []byte, v *T, size int, what string) error {
+func decode[T reqmonRqRecord | reqmonRqThread](b []byte, v *T, size int, what string) error {
 	if len(b) < size {
 		return fmt.Errorf("reqmon: %s of %d bytes, want %d", what, len(b), size)
 	}
@@ -184,31 +187,6 @@ func DecodeRecord(b []byte) (Record, error) {
 		return Record{}, err
 	}
 	return Record{Request: decodeReq(r.Key, &r.Req), End: r.EndNs, Reason: Reason(r.Reason)}, nil
-}
-
-// DecodeReq decodes a raw entry of the `reqs` table.
-func DecodeReq(key, value []byte) (Request, error) {
-	var k reqmonRqKey
-	var v reqmonRqReq
-	if err := decode(key, &k, sizeKey, "request key"); err != nil {
-		return Request{}, err
-	}
-	if err := decode(value, &v, sizeReq, "request"); err != nil {
-		return Request{}, err
-	}
-	return decodeReq(k, &v), nil
-}
-
-// DecodeThread decodes a raw entry of the `threads` table.
-func DecodeThread(key, value []byte) (Thread, error) {
-	var v reqmonRqThread
-	if len(key) < 4 {
-		return Thread{}, fmt.Errorf("reqmon: thread key of %d bytes", len(key))
-	}
-	if err := decode(value, &v, sizeThread, "thread"); err != nil {
-		return Thread{}, err
-	}
-	return Thread{TID: binary.LittleEndian.Uint32(key), TGID: v.Tgid, Req: Key{Sk: v.Req.Sk, TGID: v.Req.Tgid}, Since: v.Since}, nil
 }
 
 // ReqKeyBytes encodes a request key as the `reqs` table stores it.
@@ -247,10 +225,7 @@ func (t *Tables) Threads(m *ebpf.Map, fn func(Thread)) error {
 	if t.tk == nil {
 		t.tk, t.tv = make([]uint32, tableChunk), make([]reqmonRqThread, tableChunk)
 	}
-	return batchAll(m, t.tk, t.tv, func(i int) {
-		v := &t.tv[i]
-		fn(Thread{TID: t.tk[i], TGID: v.Tgid, Req: Key{Sk: v.Req.Sk, TGID: v.Req.Tgid}, Since: v.Since})
-	})
+	return batchAll(m, t.tk, t.tv, func(i int) { fn(decodeThread(t.tk[i], &t.tv[i])) })
 }
 
 func batchAll[K, V any](m *ebpf.Map, keys []K, vals []V, each func(int)) error {
