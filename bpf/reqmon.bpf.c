@@ -772,18 +772,18 @@ static __always_inline void map_begin(struct rq_key *k, __u32 tid, __u64 now)
 		th->since = now;
 	else
 		charge_cpu(th, now); /* up to now: the request it worked for */
-	n.id = next_id();
-	n.start_ns = now;
-	n.last_io_ns = now;
-	n.last_tid = tid;
 	prev = th->req.sk ? bpf_map_lookup_elem(&reqs, &th->req) : NULL;
 	if (prev && !th->mapped && prev->phase == RQ_READING) {
 		/* Take over the socket request being read: its start, tuple
 		 * and counts are this request's. */
 		n = *prev;
-		n.id = next_id();
 		bpf_map_delete_elem(&reqs, &th->req);
+	} else {
+		n.start_ns = now;
+		n.last_io_ns = now;
+		n.last_tid = tid;
 	}
+	n.id = next_id();
 	if (bpf_map_update_elem(&reqs, k, &n, BPF_ANY))
 		return;
 	stat_add(RQ_ST_CREATED, 1);
